@@ -363,3 +363,103 @@ def test_bad_options_name_the_option_and_range(kwargs, flag, needle):
     assert f'({flag})' in message and needle in message
 
 #----------------------------------------------------------------------------
+# Integration with the Discriminator.
+
+def _tiny_D(chain_kwargs=None, architecture='resnet', seed=0):
+    from training.networks import Discriminator
+    torch.manual_seed(seed)
+    return Discriminator(c_dim=0, img_resolution=32, img_channels=3, architecture=architecture, channel_base=256,
+        channel_max=16, chain_kwargs=chain_kwargs)
+
+def test_chain_off_keeps_plain_names_and_outputs():
+    plain, off = _tiny_D(), _tiny_D(seed=1)
+    off.load_state_dict(plain.state_dict())
+    names = [n for n, _ in plain.named_parameters()] + [n for n, _ in plain.named_buffers()]
+    assert not any('chain' in n for n in names) and off.chain_controller is None
+    on = _tiny_D(dict(variant='running'), seed=1)
+    on_names = [n for n, _ in on.named_parameters()] + [n for n, _ in on.named_buffers()]
+    assert [n for n in on_names if 'chain' not in n] == names  # CHAIN only adds names.
+    on.load_state_dict(plain.state_dict(), strict=False)
+    img = torch.randn([4, 3, 32, 32])
+    ref = plain(img, None)
+    assert torch.equal(off(img, None, stream='real'), ref)
+    for stream in ['real', 'fake_d', 'fake_g', None]:  # p = 0: CHAIN is the identity.
+        zmr = []
+        assert torch.equal(on(img, None, stream=stream, zmr_terms=zmr), ref)
+        assert len(zmr) == 9
+
+@pytest.mark.parametrize('architecture, blocks, expected', [
+    ('resnet', None, ['b32.conv0', 'b32.conv1', 'b32.skip', 'b16.conv0', 'b16.conv1', 'b16.skip',
+        'b8.conv0', 'b8.conv1', 'b8.skip']),
+    ('resnet', [8, 32], ['b32.conv0', 'b32.conv1', 'b32.skip', 'b8.conv0', 'b8.conv1', 'b8.skip']),
+    ('orig', '16', ['b16.conv0', 'b16.conv1']),
+    ('skip', None, ['b32.conv0', 'b32.conv1', 'b16.conv0', 'b16.conv1', 'b8.conv0', 'b8.conv1']),
+])
+def test_attach_chain_places_layers_after_the_block_convs(architecture, blocks, expected):
+    D = _tiny_D(dict(variant='batch', blocks=blocks), architecture=architecture)
+    layers = chain_layers(D)
+    assert sorted(layers) == sorted(expected)
+    for name, layer in layers.items():  # Width of the conv it follows; never fromrgb or the epilogue.
+        conv = D.get_submodule(name)
+        assert layer.num_channels == conv.weight.shape[0] and layer.variant == 'batch'
+    assert all(getattr(m, 'chain', None) is None for n, m in D.named_modules()
+        if n.startswith('b4') or n.endswith('fromrgb'))
+    zmr = []
+    D(torch.randn([2, 3, 32, 32]), None, stream='real', zmr_terms=zmr)
+    assert len(zmr) == len(expected)
+    diag = chain_diagnostics(D)
+    assert sorted(diag) == sorted(['CHAIN/p', 'CHAIN/r'] + [f'CHAIN/psi/{n}' for n in expected])
+    assert chain_diagnostics(_tiny_D()) == {}
+
+def test_attach_chain_rejects_blocks_the_D_does_not_have():
+    with pytest.raises(ValueError, match=r'--chain-blocks.*\[8, 16, 32\]'):
+        _tiny_D(dict(blocks=[64]))
+    with pytest.raises(ValueError, match='--chain-tau'):
+        _tiny_D(dict(tau=-2))
+
+def test_zmr_terms_of_D_match_numpy_of_captured_conv_outputs():
+    D = _tiny_D(dict(variant='running', blocks=[16]))
+    captured = []
+    for name in ['b16.conv0', 'b16.conv1', 'b16.skip']:
+        layer = D.get_submodule(name).chain
+        layer.register_forward_pre_hook(lambda mod, args, kwargs: captured.append(args[0].detach().numpy()),
+            with_kwargs=True)
+    zmr = []
+    D(torch.randn([3, 3, 32, 32]), None, stream='fake_d', zmr_terms=zmr)
+    assert len(captured) == 3
+    # Forward order in a resnet block: skip, conv0, conv1; compare as sets of values.
+    refs = sorted((y.astype(np.float64).mean(axis=(0, 2, 3)) ** 2).sum() for y in captured)
+    np.testing.assert_allclose(sorted(float(z.detach()) for z in zmr), refs, rtol=1e-5)
+
+def test_snapshot_round_trip_keeps_p_r_and_running_statistics(tmp_path):
+    D = _tiny_D(dict(variant='running', tau=0.3, dp=0.01, lambda_0mr=5.0, lambda_p0=0.1, start_kimg=1.0))
+    D.chain_controller.p.fill_(0.37)
+    D.chain_controller.r.fill_(-0.2)
+    img = torch.randn([4, 3, 32, 32])
+    for stream in ['real', 'fake_d', 'fake_g']:
+        D(img + 0.5, None, stream=stream).sum().backward()  # Moves v and u away from their initial values.
+    state = {k: v.clone() for k, v in D.state_dict().items()}
+    assert not torch.equal(state['b16.conv1.chain.u_fake_g'], torch.zeros_like(state['b16.conv1.chain.u_fake_g']))
+
+    def check(D2):
+        for k, v in state.items():
+            assert torch.equal(D2.state_dict()[k], v), k
+        c = D2.chain_controller
+        assert (c.tau, c.dp, c.lambda_0mr, c.lambda_p0, c.start_kimg) == (0.3, 0.01, 5.0, 0.1, 1.0)
+        assert torch.equal(D2(img, None), D(img, None))
+
+    check(pickle.loads(pickle.dumps(D)))  # The persistence (official-format) road.
+    checkpoint = pytest.importorskip('training.checkpoint', reason='training/checkpoint.py has not landed yet')
+    path = tmp_path / 'snap.pkl'
+    checkpoint.save_snapshot(str(path), dict(D=copy.deepcopy(D).eval().requires_grad_(False)))
+    check(checkpoint.load_network_pkl(str(path))['D'])
+
+def test_d_weight_grad_norm_matches_manual_sum():
+    D = _tiny_D(dict(variant='batch'))
+    D.chain_controller.p.fill_(1.0)
+    D(torch.randn([4, 3, 32, 32]), None, stream='real').sum().backward()
+    manual = sum(float(p.grad.double().square().sum()) for n, p in D.named_parameters()
+        if n.endswith('weight') and p.grad is not None)
+    assert d_weight_grad_norm(D) == pytest.approx(np.sqrt(manual), rel=1e-6) and manual > 0
+
+#----------------------------------------------------------------------------

@@ -156,9 +156,15 @@ def validate_chain_kwargs(variant: str = CHAIN_DEFAULTS['variant'], blocks=CHAIN
 
 #----------------------------------------------------------------------------
 
+def _compute_dtype(x: torch.Tensor) -> torch.Tensor:
+    """x in float32 when it is half precision (statistics of fp16 blocks), else unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+#----------------------------------------------------------------------------
+
 def zero_mean_term(x: torch.Tensor) -> torch.Tensor:
-    """0MR term of a conv output x [B, C, H, W]: sum_c (mean_{B,H,W} x)^2, float32 scalar."""
-    return x.float().mean(dim=[0, 2, 3]).square().sum()
+    """0MR term of a conv output x [B, C, H, W]: sum_c (mean_{B,H,W} x)^2, a scalar (float32 for fp16 x)."""
+    return _compute_dtype(x).mean(dim=[0, 2, 3]).square().sum()
 
 #----------------------------------------------------------------------------
 
@@ -250,7 +256,7 @@ class ChainLayer(torch.nn.Module):
 
         p: probability of ARMS per sample and channel (scalar float or 0-dim tensor).
         stream: 'real', 'fake_d', 'fake_g' or None (evaluation, see the module docstring).
-        zmr_terms: when a list, this layer's 0MR term (float32 scalar) is appended to it.
+        zmr_terms: when a list, this layer's 0MR term (a scalar with gradient) is appended to it.
         """
         if stream is not None and stream not in CHAIN_STREAMS:
             raise ValueError(f'ChainLayer stream must be one of {CHAIN_STREAMS} or None, got {stream!r}')
@@ -258,7 +264,7 @@ class ChainLayer(torch.nn.Module):
             raise ValueError(f'ChainLayer expects [B, {self.num_channels}, H, W], got {list(x.shape)}')
         if zmr_terms is not None:
             zmr_terms.append(zero_mean_term(x))
-        xf = x.float()  # Statistics in float32 even for fp16 blocks.
+        xf = _compute_dtype(x)  # Statistics in float32 even for fp16 blocks.
         p = torch.as_tensor(p, dtype=torch.float32, device=x.device)
         if stream is None:
             out = self._expected(xf, p)
