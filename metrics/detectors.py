@@ -20,6 +20,7 @@ float32 features [N, D]; tests use tiny TorchScript modules with a ``return_feat
 """
 import importlib.util
 import os
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import torch
@@ -118,13 +119,17 @@ def _load_torchscript(path: str, device: torch.device) -> torch.nn.Module:
     """Load a TorchScript detector file; a file without `return_features` is taken to be
     fid-helper's bare Inception and wrapped."""
     try:
-        net = torch.jit.load(path, map_location='cpu')
+        with warnings.catch_warnings(): # torch.jit.load's deprecation notice: TorchScript is what these files are.
+            warnings.simplefilter('ignore', DeprecationWarning)
+            net = torch.jit.load(path, map_location='cpu')
     except Exception as err:
         raise DetectorNotFound(f'detector file {path} is not a TorchScript file that torch.jit.load can read '
                                f'({type(err).__name__}: {err}); pass a TorchScript detector file') from err
     if not _takes_kwarg(net, 'return_features'):
         net = FidHelperInception(net)
-    return net.eval().requires_grad_(False).to(device)
+    for param in net.parameters():
+        param.requires_grad_(False)
+    return net.eval().to(device)
 
 #----------------------------------------------------------------------------
 

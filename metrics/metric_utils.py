@@ -257,7 +257,8 @@ def compute_feature_stats_for_dataset(opts: MetricOptions, detector_kind: str, d
                                          **(data_loader_kwargs or {}))
     bar = progress_bar(opts, num_items, f'{detector_kind} features of reals')
     for images, _labels in loader:
-        features = detector(images_for_detector(images).to(opts.device), **detector_kwargs)
+        with torch.no_grad():
+            features = detector(images_for_detector(images).to(opts.device), **detector_kwargs)
         stats.append_torch(features, num_gpus=opts.num_gpus, rank=opts.rank)
         bar.update(min(images.shape[0] * opts.num_gpus, num_items - bar.n))
     bar.close()
