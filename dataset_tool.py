@@ -285,7 +285,7 @@ def prescan(files: DatasetFiles) -> tuple[list[dnnlib.EasyDict], list[tuple[str,
         except PIL.UnidentifiedImageError:
             skipped.append((name, 'not an image PIL can read (wrong extension, or not an image at all)'))
         except (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            skipped.append((name, f'unreadable ({err})'))
+            skipped.append((name, f'truncated or corrupt ({err})'))
     return entries, skipped
 
 #----------------------------------------------------------------------------

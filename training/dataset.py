@@ -94,7 +94,14 @@ class DatasetFiles:
             self._native = {normalize_name(info.filename): info.filename for info in infos}
         else:
             self._native = {}
+            seen = set()
             for root, dirs, files in os.walk(self.path, followlinks=True):
+                # Follow symlinked folders, but each real folder once (a link cycle would never end).
+                real = os.path.realpath(root)
+                if real in seen:
+                    dirs[:] = []
+                    continue
+                seen.add(real)
                 dirs.sort()
                 for fname in files:
                     full = os.path.join(root, fname)
@@ -292,6 +299,8 @@ def resolve_dataset_path(path: str) -> str:
 def _is_power_of_two(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
+#----------------------------------------------------------------------------
+
 def _most_common(values: list) -> Any:
     return collections.Counter(values).most_common(1)[0][0]
 
@@ -403,7 +412,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
                 problems.append((name, f'has {c} channel(s), but most images have {common_c}: channel counts must match'))
         return problems
 
-    def _error_message(self, problems, label_problems, shapes, resolution) -> str:
+    def _error_message(self, problems: list[tuple[str, str]], label_problems: list[tuple[str, str]],
+                       shapes: dict[str, tuple[int, int, int]], resolution: Optional[int]) -> str:
         path = self._files.path
         total = len(problems) + len(label_problems)
         lines = [f'Dataset {path!r} cannot be used for training: {total} problem(s) in {len(self._image_names)} images.']
