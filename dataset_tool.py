@@ -440,6 +440,25 @@ def fit_geometry(image: PIL.Image.Image, size: tuple[int, int], transform: Optio
 
 #----------------------------------------------------------------------------
 
+def convert_image(data: bytes, mode: str, size: tuple[int, int], transform: Optional[str], resample: int, rgba: str,
+                  background: tuple[int, int, int], notes: dict) -> np.ndarray:
+    """One image file's bytes -> uint8 [H, W] (mode 'L') or [H, W, 3] ('RGB') of `size`; SkipImage if it cannot be."""
+    try:
+        image = open_image(data)
+        image.load()
+    except PIL.UnidentifiedImageError:
+        raise SkipImage('not an image PIL can read (wrong extension, or not an image at all)') from None
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise SkipImage(f'truncated or corrupt ({err})') from None
+    image = to_8bit_l_or_rgb(image, rgba, background, notes)
+    if image.mode != mode:
+        key = 'gray converted to RGB' if mode == 'RGB' else 'RGB converted to gray'
+        notes[key] = notes.get(key, 0) + 1
+        image = image.convert(mode)
+    return np.asarray(fit_geometry(image, size, transform, resample, background, notes))
+
+#----------------------------------------------------------------------------
+
 def convert_dataset(
     source:         str,                            # Folder, .zip, builtin:NAME or a benchmark name.
     dest:           str,                            # .zip, or a non-existent/empty folder.
@@ -466,6 +485,8 @@ def convert_dataset(
         bg = PIL.ImageColor.getrgb(background)[:3]
     except ValueError:
         raise click.BadParameter(f'{background!r} is not a colour; try white, black, #808080', param_hint='--background') from None
+    if resize_filter not in RESIZE_FILTERS:
+        raise click.BadParameter(f'{resize_filter!r}; expected one of {", ".join(RESIZE_FILTERS)}', param_hint='--resize-filter')
     resample = RESIZE_FILTERS[resize_filter]
     check_dest_free(dest)   # Before a download or a long scan.
 
@@ -489,21 +510,16 @@ def convert_dataset(
             if max_images is not None and writer.count >= max_images:
                 break
             try:
-                image = open_image(files.read(entry.name))
-                image.load()
-                image = to_8bit_l_or_rgb(image, rgba, bg, notes)
+                data = files.read(entry.name)
+            except (OSError, zipfile.BadZipFile) as err:   # Permissions, a bad CRC in a ZIP, ...
+                skipped.append((entry.name, f'cannot be read ({err})'))
+                continue
+            try:
+                image = convert_image(data, target_mode, size, transform, resample, rgba, bg, notes)
             except SkipImage as err:
                 skipped.append((entry.name, str(err)))
                 continue
-            except (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile) as err:
-                skipped.append((entry.name, f'truncated or corrupt ({err})'))
-                continue
-            if image.mode != target_mode:
-                key = 'gray converted to RGB' if target_mode == 'RGB' else 'RGB converted to gray'
-                notes[key] = notes.get(key, 0) + 1
-                image = image.convert(target_mode)
-            image = fit_geometry(image, size, transform, resample, bg, notes)
-            archive_name = writer.add_image(np.asarray(image))
+            archive_name = writer.add_image(image)
             if label_by_name is not None:
                 kept_labels.append([archive_name, label_by_name[entry.name]])
         if writer.count == 0:
