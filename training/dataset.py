@@ -430,7 +430,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             lines.append(f'Label problems ({LABELS_FILE}):')
             lines.append(format_problems(label_problems))
             lines.append(f'Fix: give every image exactly one label in {LABELS_FILE} ({{"labels": [["rel/path.png", 3], ...]}}), '
-                         f'or delete {LABELS_FILE} (or pass use_labels=False / --cond=False) to train unconditionally, or put '
+                         f'or delete {LABELS_FILE} to train unconditionally (or open the dataset with use_labels=False), or put '
                          f'the images in one sub-folder per class and run python dataset_tool.py '
                          f'--source={shlex.quote(path)} --dest=labelled.zip --labels=subfolders')
         return '\n'.join(lines)
