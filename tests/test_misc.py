@@ -55,7 +55,8 @@ def _reference_sequence(n, seed, window_size, count):
     return out
 
 def test_infinite_sampler_matches_reference_process():
-    assert _take(misc.InfiniteSampler(range(17), seed=3), 100) == _reference_sequence(17, 3, 0.5, 100)
+    # 10,000 positions: past the sampler's internal chunk of random draws.
+    assert _take(misc.InfiniteSampler(range(17), seed=3), 10000) == _reference_sequence(17, 3, 0.5, 10000)
 
 def test_infinite_sampler_without_shuffle_cycles():
     assert _take(misc.InfiniteSampler(range(5), shuffle=False), 12) == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]
@@ -71,7 +72,7 @@ def test_infinite_sampler_ranks_partition_the_global_stream():
         shard = _take(misc.InfiniteSampler(range(n), rank=rank, num_replicas=replicas, seed=7), 20)
         assert shard == full[rank::replicas]
 
-@pytest.mark.parametrize('start_idx', [0, 1, 12, 13, 50])
+@pytest.mark.parametrize('start_idx', [0, 1, 12, 13, 50, 9001])
 def test_infinite_sampler_resumes_at_start_idx(start_idx):
     n, replicas = 13, 2
     full = _take(misc.InfiniteSampler(range(n), seed=2), start_idx + 40)

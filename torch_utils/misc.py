@@ -133,33 +133,38 @@ class InfiniteSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)
         order = np.arange(n)
-        rnd = None
-        window = 0
+        draws = None
         if self.shuffle:
             rnd = np.random.RandomState(self.seed)
             rnd.shuffle(order)
             window = int(np.rint(n * self.window_size))
+            if window >= 2:
+                draws = self._draws(rnd, window)
+        order = order.tolist()  # Python ints: element swaps are much cheaper than on an ndarray.
 
-        # Replay the swaps of the positions before start_idx (cheap integer work).
-        idx = 0
-        while idx < self.start_idx:
-            self._swap(order, idx % n, rnd, window)
-            idx += 1
+        # Replay the swaps of the positions before start_idx (integer work only).
+        if draws is not None:
+            for idx in range(self.start_idx):
+                i = idx % n
+                j = (i - next(draws)) % n
+                order[i], order[j] = order[j], order[i]
 
-        # The stream itself.
+        # The stream itself: yield this rank's positions, swapping after every visit.
+        idx = self.start_idx
         while True:
             i = idx % n
             if idx % self.num_replicas == self.rank:
-                yield int(order[i])
-            self._swap(order, i, rnd, window)
+                yield order[i]
+            if draws is not None:
+                j = (i - next(draws)) % n
+                order[i], order[j] = order[j], order[i]
             idx += 1
 
     @staticmethod
-    def _swap(order: np.ndarray, i: int, rnd: Optional[np.random.RandomState], window: int) -> None:
-        """After visiting position i, swap it with a random one of the `window` positions before it."""
-        if rnd is not None and window >= 2:
-            j = (i - rnd.randint(window)) % len(order)
-            order[i], order[j] = order[j], order[i]
+    def _draws(rnd: np.random.RandomState, window: int, chunk: int = 4096) -> Iterator[int]:
+        """rnd.randint(window) per visited position, drawn in chunks (the same stream)."""
+        while True:
+            yield from rnd.randint(window, size=chunk).tolist()
 
 #----------------------------------------------------------------------------
 
