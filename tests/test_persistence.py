@@ -104,6 +104,8 @@ def test_decorated_class_keeps_identity(make_module):
     assert not persistence.is_persistent(torch.nn.Linear(1, 1))
     assert persistence.get_registered_class('Outer', prefer_module=mod.__name__) is mod.Outer
     assert persistence.persistent_class(mod.Outer) is mod.Outer  # Decorating twice is harmless.
+    import inspect
+    assert list(inspect.signature(mod.Outer).parameters) == ['channels', 'inner_kwargs', 'tag']
 
 def test_init_args_are_deep_copies(make_module):
     mod = make_module()

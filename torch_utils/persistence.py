@@ -127,6 +127,8 @@ def persistent_class(orig_class: type) -> type:
     Persistent.__qualname__ = orig_class.__qualname__
     Persistent.__module__ = module_name
     Persistent.__doc__ = orig_class.__doc__
+    Persistent.__init__.__wrapped__ = orig_class.__init__  # inspect.signature shows the real arguments.
+    Persistent.__init__.__doc__ = orig_class.__init__.__doc__
     if not module_name.startswith(_SRC_MODULE_PREFIX):
         _registry.setdefault(class_name, {})[module_name] = Persistent
     return Persistent
