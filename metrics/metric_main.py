@@ -50,8 +50,8 @@ def calc_metric(metric: str, **kwargs) -> dnnlib.EasyDict:
     results = _metric_dict[metric](opts)
     total_time = time.time() - start
 
-    # Every process must return the same dict; only rank 0 holds the values.
-    return dnnlib.EasyDict(
+    # Every process returns the same keys; only rank 0 holds the values.
+    result = dnnlib.EasyDict(
         results=dnnlib.EasyDict(results),
         metric=metric,
         total_time=total_time,
@@ -59,6 +59,9 @@ def calc_metric(metric: str, **kwargs) -> dnnlib.EasyDict:
         num_gpus=opts.num_gpus,
         timestamp=time.time(),
     )
+    if opts.num_gen is not None:
+        result.num_gen = opts.num_gen # Recorded: an override makes the value differ from the named metric's.
+    return result
 
 #----------------------------------------------------------------------------
 

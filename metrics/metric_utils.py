@@ -348,8 +348,10 @@ def compute_feature_stats_for_generator(opts: MetricOptions, detector_kind: str,
     bar = progress_bar(opts, max_items, f'{detector_kind} features of fakes')
     with torch.no_grad():
         while not stats.is_full():
+            # The last batch makes only what is still missing (rounded up to batch_gen).
+            missing = -(-(max_items - stats.num_items) // opts.num_gpus)
             images = []
-            for _ in range(batch_size // batch_gen):
+            for _ in range(min(batch_size, -(-missing // batch_gen) * batch_gen) // batch_gen):
                 z = torch.randn([batch_gen, G.z_dim], generator=rng, device=opts.device)
                 images.append(to_uint8(G(z, next(labels), **G_kwargs)))
             features = detector(images_for_detector(torch.cat(images)), **detector_kwargs)
