@@ -326,3 +326,30 @@ def test_real_networks_load_safely_with_identical_outputs(tmp_path):
     assert torch.equal(data['augment_pipe'](img), expected)
 
 #----------------------------------------------------------------------------
+
+def _to_easydict(obj):
+    """Nested dicts as EasyDicts, as the official training script stores constructor kwargs."""
+    if isinstance(obj, dict):
+        return dnnlib.EasyDict({k: _to_easydict(v) for k, v in obj.items()})
+    return obj
+
+def test_official_kwargs_layout_loads_with_official_names(compat_dir, tmp_path):
+    import json
+    from training import networks
+    config = json.loads((compat_dir / 'official_state_keys.json').read_text())['cond32_small']
+    torch.manual_seed(0)
+    G = networks.Generator(**_to_easydict(config['G_kwargs'])).eval().requires_grad_(False)
+    D = networks.Discriminator(**_to_easydict(config['D_kwargs'])).eval().requires_grad_(False)
+    assert isinstance(G._init_kwargs['synthesis_kwargs'], dnnlib.EasyDict)   # EasyDicts inside the pickle.
+    path = tmp_path / 'official-layout.pkl'
+    checkpoint.save_snapshot(path, dict(G=G, D=D, G_ema=G, augment_pipe=None,
+                                        training_set_kwargs=dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset')))
+    data = checkpoint.load_network_pkl(path)
+    assert data['G'] is data['G_ema']                                   # One object in the pickle, one rebuilt.
+    for key, ref in [('G', G), ('D', D)]:
+        official = {entry[0]: entry[1] for entry in config[key]}
+        ours = {name: list(t.shape) for name, t in data[key].state_dict().items()}
+        assert ours == official
+        _assert_same_tensors(data[key], ref)
+    z, c = torch.randn(2, 64), torch.eye(10)[:2]
+    assert torch.equal(data['G'](z, c, noise_mode='const'), G(z, c, noise_mode='const'))
