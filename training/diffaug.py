@@ -14,8 +14,6 @@ from typing import Callable, Dict, List
 
 import torch
 
-from torch_utils import persistence
-
 #----------------------------------------------------------------------------
 # Colour: three per-sample random affine maps applied in the published order.
 
@@ -122,11 +120,12 @@ def diff_augment(x: torch.Tensor, policy: str = 'color,translation,cutout') -> t
 
 #----------------------------------------------------------------------------
 
-@persistence.persistent_class
 class DiffAugment(torch.nn.Module):
     """DiffAugment as a module, usable wherever an augment pipe is expected.
 
-    It has no parameters or buffers; the policy is validated at construction.
+    It has no parameters or buffers; the policy is validated at construction. Deliberately
+    not a persistent class: like official DiffAugment runs, snapshots store no augment pipe
+    for it (the training loop writes None and rebuilds it from the options).
     """
 
     def __init__(self, policy: str = 'color,translation,cutout'):
