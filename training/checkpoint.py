@@ -102,6 +102,21 @@ def _load_storage_from_bytes(blob: bytes) -> Any:
         raise pickle.UnpicklingError(f'tensor storage: expected bytes, got {type(blob).__name__}')
     return torch.load(io.BytesIO(blob), weights_only=True, map_location='cpu')
 
+def _no_hooks(hooks: Any, what: str) -> None:
+    if hooks:  # Hooks are callables run during backward: a tensor in a snapshot has none.
+        raise pickle.UnpicklingError(f'refusing {what} with backward hooks')
+
+def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad, backward_hooks, *metadata):
+    """torch._utils._rebuild_tensor_v2, for tensors without backward hooks."""
+    _no_hooks(backward_hooks, 'a tensor')
+    return torch._utils._rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad,
+                                           collections.OrderedDict(), *metadata)
+
+def _rebuild_parameter(data, requires_grad, backward_hooks):
+    """torch._utils._rebuild_parameter, for parameters without backward hooks."""
+    _no_hooks(backward_hooks, 'a parameter')
+    return torch._utils._rebuild_parameter(data, requires_grad, collections.OrderedDict())
+
 def _codecs_encode(text: str, encoding: str = 'utf-8') -> bytes:
     """_codecs.encode as protocol-2 pickles use it for bytes: latin-1 only."""
     if encoding not in ('latin1', 'latin-1') or not isinstance(text, str):
@@ -123,8 +138,8 @@ def _build_safe_globals() -> dict[tuple[str, str], Any]:
         ('collections', 'OrderedDict'): collections.OrderedDict,
         ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
         ('torch_utils.persistence', '_reconstruct_persistent_obj'): _record_persistent_obj,
-        ('torch._utils', '_rebuild_tensor_v2'): torch._utils._rebuild_tensor_v2,
-        ('torch._utils', '_rebuild_parameter'): torch._utils._rebuild_parameter,
+        ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
+        ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
         ('torch.storage', '_load_from_bytes'): _load_storage_from_bytes,
         ('torch', 'Size'): torch.Size,
         ('torch', 'device'): torch.device,
@@ -132,8 +147,6 @@ def _build_safe_globals() -> dict[tuple[str, str], Any]:
         ('numpy', 'ndarray'): np.ndarray,
         ('_codecs', 'encode'): _codecs_encode,
     }
-    if hasattr(torch._utils, '_rebuild_parameter_with_state'):
-        safe[('torch._utils', '_rebuild_parameter_with_state')] = torch._utils._rebuild_parameter_with_state
     for prefix in ('numpy.core', 'numpy._core'):
         safe[(f'{prefix}.multiarray', 'scalar')] = _numpy_attr('multiarray.scalar')
         safe[(f'{prefix}.multiarray', '_reconstruct')] = _numpy_attr('multiarray._reconstruct')
