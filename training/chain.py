@@ -425,11 +425,12 @@ def chain_diagnostics(D: torch.nn.Module) -> Dict[str, float]:
 #----------------------------------------------------------------------------
 
 def d_weight_grad_norm(D: torch.nn.Module) -> float:
-    """L2 norm over all D parameters named '*weight' of their .grad (0 where None)."""
-    total = 0.0
-    for name, param in D.named_parameters():
-        if name.endswith('weight') and param.grad is not None:
-            total += float(param.grad.detach().float().square().sum())
-    return math.sqrt(total)
+    """L2 norm over all D parameters named '*weight' of their .grad (0 where None).
+
+    One host-device sync, however many parameters.
+    """
+    squares = [param.grad.detach().float().square().sum() for name, param in D.named_parameters()
+        if name.endswith('weight') and param.grad is not None]
+    return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
 
 #----------------------------------------------------------------------------

@@ -34,17 +34,16 @@ PHASES = ('Gmain', 'Greg', 'Gboth', 'Dmain', 'Dreg', 'Dboth')
 #----------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _grads_only_for(train: torch.nn.Module, freeze: torch.nn.Module) -> Iterator[None]:
-    """For the duration, `train`'s parameters require grad and `freeze`'s do not; then restore.
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """For the duration, `module`'s parameters do not require grad; then restore the flags.
 
-    A phase must accumulate into its own network only, whatever the caller left
-    requires_grad at (the official loop toggles it per phase; this makes the loss safe
-    without that).
+    A phase must accumulate into its own network only, even if the caller left the other
+    one trainable (the official loop toggles requires_grad per phase; this makes the loss
+    safe without it). The phase's own network is left as the caller set it, so parameters
+    frozen on purpose stay frozen.
     """
-    saved = [(param, param.requires_grad) for module in (train, freeze) for param in module.parameters()]
-    for param in train.parameters():
-        param.requires_grad_(True)
-    for param in freeze.parameters():
+    saved = [(param, param.requires_grad) for param in module.parameters()]
+    for param, _ in saved:
         param.requires_grad_(False)
     try:
         yield
@@ -141,13 +140,13 @@ class StyleGAN2Loss:
         do_Dr1 = phase in ('Dreg', 'Dboth') and self.r1_gamma != 0
 
         if do_Gmain or do_Gpl:
-            with _grads_only_for(self.G, freeze=self.D):
+            with _frozen(self.D):
                 if do_Gmain:
                     self._accumulate_Gmain(gen_z, gen_c, gain)
                 if do_Gpl:
                     self._accumulate_Gpl(gen_z, gen_c, gain)
         if do_Dmain or do_Dr1:
-            with _grads_only_for(self.D, freeze=self.G):
+            with _frozen(self.G):
                 fake = self._accumulate_Dgen(gen_z, gen_c, gain) if do_Dmain else None
                 self._accumulate_Dreal(real_img, real_c, gain, do_Dmain, do_Dr1, fake)
 
