@@ -183,6 +183,29 @@ def test_ppl_of_a_generator_that_ignores_w_is_zero(cache_dir, data_dir, detector
                                      vgg_detector=detector_file, num_gen=4)
     assert result.results.ppl_zfull == pytest.approx(0, abs=1e-6)
 
+class LabelSpy(torch.nn.Module):
+    """A conditional stand-in G that records the labels it is given."""
+
+    def __init__(self, c_dim):
+        super().__init__()
+        self.z_dim, self.c_dim, self.img_resolution, self.img_channels = 4, c_dim, RES, 3
+
+    def forward(self, z, c, **kwargs):
+        LabelSpy.log.append(c.clone()) # Class-level: metrics run on a deep copy of G.
+        return torch.rand([z.shape[0], 3, RES, RES]) * 2 - 1
+
+def test_conditional_fakes_get_labels_drawn_from_the_dataset(cache_dir, data_dir, detector_file):
+    # Classes 0 and 2 only, in a 3-class dataset: class 1 must never be drawn.
+    labels = [[f'img{i:02d}.png', 0 if i < 4 else 2] for i in range(NUM_REALS)]
+    (data_dir / 'dataset.json').write_text(json.dumps(dict(labels=labels)))
+    LabelSpy.log = []
+    metric_main.calc_metric('fid5k_full', G=LabelSpy(3), dataset_kwargs=dict(dataset_kwargs(data_dir), use_labels=True),
+                            detector=detector_file, num_gen=200)
+    c = torch.cat(LabelSpy.log)
+    assert c.shape == (200, 3) and torch.all(c.sum(1) == 1) # One-hot.
+    counts = c.sum(0)
+    assert counts[1] == 0 and counts[0] > 30 and counts[2] > 100 # About 1/3 and 2/3.
+
 #----------------------------------------------------------------------------
 
 def test_report_metric_appends_json_lines(tmp_path):
