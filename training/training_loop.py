@@ -3,10 +3,10 @@ Networks with Limited Data", NeurIPS 2020), with DiffAugment (Zhao et al., NeurI
 as an alternative augmentation and CHAIN (Ni & Koniusz, CVPR 2024) in the discriminator.
 
 One call of `training_loop(**c)` trains one run. It is split into:
-  setup     `_TrainingRun.__init__`: seeds, datasets, networks, resume/transfer, phases;
-  step      `_TrainingRun.train_step`: one batch through Gmain/Greg/Dmain/Dreg (lazy
+  setup     `TrainingRun.__init__`: seeds, datasets, networks, resume/transfer, phases;
+  step      `TrainingRun.train_step`: one batch through Gmain/Greg/Dmain/Dreg (lazy
             regularisation), gradients all-reduced by hand, EMA, ADA and CHAIN p updates;
-  per tick  `_TrainingRun.end_tick`: progress line, image grid, snapshot (with the full
+  per tick  `TrainingRun.end_tick`: progress line, image grid, snapshot (with the full
             resume state), metrics, stats.jsonl / TensorBoard / curves.png.
 
 Everything the run needs arrives as plain kwargs dicts with a `class_name` (the road
@@ -138,6 +138,21 @@ def set_rng_state(state: dict, device: torch.device) -> None:
 
 #----------------------------------------------------------------------------
 
+class rng_neutral:
+    """Context: whatever runs inside leaves every RNG where it found it (grids, metrics,
+    snapshots, diagnostics), so a resumed run draws exactly what an uninterrupted one does."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def __enter__(self):
+        self.state = get_rng_state(self.device)
+
+    def __exit__(self, *exc):
+        set_rng_state(self.state, self.device)
+
+#----------------------------------------------------------------------------
+
 class _StopRequest:
     """SIGINT/SIGTERM -> finish the current step, write a snapshot, exit 0.
 
@@ -179,7 +194,7 @@ class NonFiniteLossError(RuntimeError):
 
 #----------------------------------------------------------------------------
 
-class _TrainingRun:
+class TrainingRun:
     """State of one training run; `training_loop()` documents the kwargs."""
 
     #------------------------------------------------------------------
@@ -219,6 +234,7 @@ class _TrainingRun:
         self.tick_finite_steps = 0
         self.tick_steps = 0
         self.last_snapshot_pkl: Optional[str] = None
+        self.pending_curves = False
 
     def _init_torch(self) -> None:
         c = self.c
@@ -309,6 +325,8 @@ class _TrainingRun:
         for name, module, opt_kwargs, reg_interval in [('G', self.G, c.G_opt_kwargs, c.G_reg_interval),
                                                         ('D', self.D, c.D_opt_kwargs, c.D_reg_interval)]:
             opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+            if 'betas' in opt_kwargs:  # Current torch wants floats; configs say [0, 0.99] as officially.
+                opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]
             if reg_interval:
                 # The regulariser runs every k steps: scale lr and betas by k/(k+1) so the
                 # optimiser sees the same effective averaging horizon.
@@ -338,7 +356,7 @@ class _TrainingRun:
         for name, opt in self.optimizers.items():
             opt.load_state_dict(state['optimizers'][name])
         self.cur_nimg = int(state['cur_nimg'])
-        self.cur_tick = int(state['cur_tick'])
+        self.cur_tick = int(state['cur_tick']) + 1  # The snapshot ended that tick.
         self.batch_idx = int(state['batch_idx'])
         if self.ada is not None and state.get('ada') is not None:
             self.ada.load_state_dict(state['ada'])
@@ -467,24 +485,12 @@ class _TrainingRun:
             done = True
             self.print0('Aborting...')
 
-        # Keep the training RNG exactly where the step left it: maintenance draws nothing
-        # from it, so a run resumed from this tick's snapshot continues identically.
+        # The snapshot holds the RNG as the step left it; maintenance leaves it untouched.
         rng_state = get_rng_state(self.device)
-        if self.rank == 0 and c.image_snapshot_ticks is not None and (done or self.cur_tick % c.image_snapshot_ticks == 0):
-            self._save_fakes(os.path.join(c.run_dir, f'fakes{self.cur_nimg // 1000:06d}.png'))
-        snapshot_pkl, snapshot_data = None, None
-        if c.network_snapshot_ticks is not None and (done or self.cur_tick % c.network_snapshot_ticks == 0):
-            snapshot_pkl, snapshot_data = self._save_snapshot(rng_state)
-        if snapshot_data is not None and len(c.metrics) > 0:
-            self._evaluate_metrics(snapshot_pkl, snapshot_data)
-        del snapshot_data
-        if self.holdout_set is not None:
-            self._report_d_diagnostics()
-        set_rng_state(rng_state, self.device)
+        with rng_neutral(self.device):
+            self._tick_outputs(done, rng_state)
 
         self._write_stats(tick_end_time)
-        if self.rank == 0 and snapshot_pkl is not None:
-            _write_curves(c.run_dir)
         if c.progress_fn is not None:
             c.progress_fn(self.cur_nimg // 1000, c.total_kimg)
 
@@ -495,9 +501,23 @@ class _TrainingRun:
         self.tick_steps = self.tick_finite_steps = 0
         return done
 
+    def _tick_outputs(self, done: bool, rng_state: dict) -> None:
+        """Image grid, snapshot, metrics and D diagnostics of this tick."""
+        c = self.c
+        if self.rank == 0 and c.image_snapshot_ticks is not None and (done or self.cur_tick % c.image_snapshot_ticks == 0):
+            self._save_fakes(os.path.join(c.run_dir, f'fakes{self.cur_nimg // 1000:06d}.png'))
+        snapshot_pkl, snapshot_data = None, None
+        if c.network_snapshot_ticks is not None and (done or self.cur_tick % c.network_snapshot_ticks == 0):
+            snapshot_pkl, snapshot_data = self._save_snapshot(rng_state)
+        if snapshot_data is not None and len(c.metrics) > 0:
+            self._evaluate_metrics(snapshot_pkl, snapshot_data)
+        del snapshot_data
+        if self.holdout_set is not None:
+            self._report_d_diagnostics()
+        self.pending_curves = snapshot_pkl is not None
+
     def _check_finite_tick(self) -> None:
-        counts = torch.tensor([float(self.tick_steps), float(self.tick_finite_steps)])
-        if self.tick_steps > 0 and counts[1] == 0:
+        if self.tick_steps > 0 and self.tick_finite_steps == 0:
             where = (f'the last good snapshot is {self.last_snapshot_pkl}' if self.last_snapshot_pkl
                      else 'no snapshot was written before this')
             raise NonFiniteLossError(f'Training stopped: the losses were non-finite (NaN/inf gradients) for every '
@@ -630,6 +650,8 @@ class _TrainingRun:
         fields = dict(stats_dict, timestamp=timestamp)
         self.stats_jsonl.write(json.dumps(_jsonable(fields)) + '\n')
         self.stats_jsonl.flush()
+        if self.pending_curves:
+            _write_curves(c.run_dir)
         if self.stats_tfevents is not None:
             global_step = int(self.cur_nimg / 1e3)
             walltime = timestamp - self.start_time
@@ -650,8 +672,10 @@ class _TrainingRun:
             save_image_grid(images, os.path.join(c.run_dir, 'reals.png'), drange=[0, 255], grid_size=self.grid_size)
         # A dedicated generator keeps the grid latents fixed across resumes and off the training RNG.
         gen = torch.Generator().manual_seed(c.random_seed)
-        self.grid_z = torch.randn([labels.shape[0], self.G.z_dim], generator=gen).to(self.device).split(c.batch_gpu)
-        self.grid_c = torch.from_numpy(labels).to(self.device).split(c.batch_gpu)
+        # Off the GPU, small batches waste time and memory is plentiful: generate 64 at a time.
+        chunk = c.batch_gpu if self.device.type == 'cuda' else max(c.batch_gpu, 64)
+        self.grid_z = torch.randn([labels.shape[0], self.G.z_dim], generator=gen).to(self.device).split(chunk)
+        self.grid_c = torch.from_numpy(labels).to(self.device).split(chunk)
         if not self.exact_resume:
             self._save_fakes(os.path.join(c.run_dir, 'fakes_init.png'))
 
@@ -667,8 +691,10 @@ class _TrainingRun:
     def run(self) -> None:
         c = self.c
         if self.rank == 0:
-            self._print_summaries()
-            self._write_initial_grids()
+            with rng_neutral(self.device):
+                self._print_summaries()
+                if c.image_snapshot_ticks is not None:
+                    self._write_initial_grids()
         self.print0(f'Training for {c.total_kimg:g} kimg...')
         self.print0()
         self.tick_start_nimg = self.cur_nimg
@@ -682,7 +708,8 @@ class _TrainingRun:
             while not done:
                 self.train_step()
                 done = self.stop_requested() or self.cur_nimg >= c.total_kimg * 1000
-                if done or self.tick_due():
+                # As officially, tick 0 ends after the first step: early grids and a snapshot show it works.
+                if done or self.cur_tick == 0 or self.tick_due():
                     done = self.end_tick(done)
         finally:
             self.stop.uninstall()
@@ -884,18 +911,35 @@ def training_loop(
     abort_fn                = None,     # Callable returning True to stop training early.
     progress_fn             = None,     # Callable(cur_kimg, total_kimg) called once per tick.
     device                  = 'cuda',   # Torch device of this process ('cuda', 'cuda:1', 'cpu', 'mps').
-) -> None:
+) -> 'TrainingRun':
     """Train G and D; write log.txt, stats.jsonl, grids and snapshots into `run_dir`.
 
+    Returns the finished TrainingRun (its G, D, G_ema, counters) for callers that inspect it.
     Raises NonFiniteLossError when every step of a tick had non-finite gradients.
     """
     c = dnnlib.EasyDict(locals())
     c.metrics = list(metrics)
     logger = dnnlib.util.Logger(os.path.join(run_dir, 'log.txt'), file_mode='a') if rank == 0 else None
     try:
-        _TrainingRun(c).run()
+        run = TrainingRun(c)
+        run.run()
+        return run
     finally:
         if logger is not None:
             logger.close()
+
+#----------------------------------------------------------------------------
+
+def training_config(**overrides: Any) -> dnnlib.EasyDict:
+    """training_loop's kwargs with its defaults, updated by `overrides` (unknown names refused)."""
+    import inspect
+    params = inspect.signature(training_loop).parameters
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise TypeError(f'training_config: unknown option(s) {", ".join(unknown)}; known: {", ".join(params)}')
+    c = dnnlib.EasyDict({name: copy.deepcopy(p.default) for name, p in params.items()})
+    c.update(overrides)
+    c.metrics = list(c.metrics)
+    return c
 
 #----------------------------------------------------------------------------
