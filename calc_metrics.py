@@ -151,10 +151,11 @@ def calc_metrics(network: str, metrics: list, data: Optional[str] = None, mirror
         raise ValueError(f'--network {network}: the pickle holds no G_ema or G generator')
     dataset_kwargs = dataset_kwargs_for(G, data, snapshot.get('training_set_kwargs'), mirror)
     check_dataset(dataset_kwargs, G)
+    detector_tags = []
     if any(not uses_vgg16(name) for name in metrics):
-        detectors.resolve_detector(detector, 'inception')
+        detector_tags.append(detectors.resolve_detector(detector, 'inception')[0])
     if any(uses_vgg16(name) for name in metrics):
-        detectors.resolve_detector(vgg_detector, 'vgg16')
+        detector_tags.append(detectors.resolve_detector(vgg_detector, 'vgg16')[0])
 
     args = dnnlib.EasyDict(network=network, metrics=list(metrics), dataset_kwargs=dataset_kwargs, num_gpus=gpus,
                            device_type=dev.type, detector=detector, vgg_detector=vgg_detector, verbose=verbose,
@@ -162,7 +163,7 @@ def calc_metrics(network: str, metrics: list, data: Optional[str] = None, mirror
                            num_gen=num_gen)
     if verbose:
         print(f'Network: {network}\nData: {dataset_kwargs.path}\nMetrics: {", ".join(metrics)}\n'
-              f'Processes: {gpus} on {dev.type}')
+              f'Detectors: {", ".join(detector_tags)}\nProcesses: {gpus} on {dev.type}')
     if gpus == 1:
         return run_metrics(0, args)
     # spawn pickles only args: each child loads the network itself, safely.

