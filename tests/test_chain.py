@@ -487,7 +487,7 @@ def test_arms_lowers_D_weight_grad_norm_at_init():
                 D.chain_controller.p.fill_(1.0)
             if variant == 'running':
                 with torch.no_grad():  # Warm the running second moments up.
-                    for _ in range(10):
+                    for _ in range(20):
                         D(fake, None, stream='fake_d')
                         D(real, None, stream='real')
             loss = F.softplus(D(fake, None, stream='fake_d')).mean() + F.softplus(-D(real, None, stream='real')).mean()
