@@ -169,21 +169,39 @@ class AugmentPipe(torch.nn.Module):
     """
 
     def __init__(self,
-        xflip=0, rotate90=0, xint=0, xint_max=0.125,          # Blit: probability multipliers; xint_max: max shift, fraction of size.
-        scale=0, rotate=0, aniso=0, xfrac=0,                   # Geometric: probability multipliers.
-        scale_std=0.2, rotate_max=1, aniso_std=0.2, xfrac_std=0.125, # Log2 std of scales, max rotation (x pi), std of shift (fraction of size).
-        brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0, # Colour: probability multipliers.
-        brightness_std=0.2, contrast_std=0.5, hue_max=1, saturation_std=1, # Std of the offset, log2 std of contrast/saturation, max hue angle (x pi).
-        imgfilter=0, imgfilter_bands=[1, 1, 1, 1], imgfilter_std=1, # Filter: multiplier, per-band multipliers, log2 std of band gains.
-        noise=0, cutout=0, noise_std=0.1, cutout_size=0.5,     # Noise and cutout: multipliers, noise std, cutout side (fraction of size).
+        xflip           = 0,            # Probability multiplier for x-flip.
+        rotate90        = 0,            # Probability multiplier for rotations by multiples of 90 degrees.
+        xint            = 0,            # Probability multiplier for integer translation.
+        xint_max        = 0.125,        # Range of integer translation, fraction of the image size.
+        scale           = 0,            # Probability multiplier for isotropic scaling.
+        rotate          = 0,            # Probability multiplier for arbitrary rotation.
+        aniso           = 0,            # Probability multiplier for anisotropic scaling.
+        xfrac           = 0,            # Probability multiplier for fractional translation.
+        scale_std       = 0.2,          # Log2 standard deviation of isotropic scaling.
+        rotate_max      = 1,            # Range of arbitrary rotation, 1 = full circle.
+        aniso_std       = 0.2,          # Log2 standard deviation of anisotropic scaling.
+        xfrac_std       = 0.125,        # Standard deviation of fractional translation, fraction of the size.
+        brightness      = 0,            # Probability multiplier for brightness.
+        contrast        = 0,            # Probability multiplier for contrast.
+        lumaflip        = 0,            # Probability multiplier for luma flip.
+        hue             = 0,            # Probability multiplier for hue rotation.
+        saturation      = 0,            # Probability multiplier for saturation.
+        brightness_std  = 0.2,          # Standard deviation of the brightness offset.
+        contrast_std    = 0.5,          # Log2 standard deviation of contrast.
+        hue_max         = 1,            # Range of hue rotation, 1 = full circle.
+        saturation_std  = 1,            # Log2 standard deviation of saturation.
+        imgfilter       = 0,            # Probability multiplier for image-space filtering.
+        imgfilter_bands = [1, 1, 1, 1], # Probability multipliers of the 4 frequency bands, lowest first.
+        imgfilter_std   = 1,            # Log2 standard deviation of the band amplitudes.
+        noise           = 0,            # Probability multiplier for additive Gaussian noise.
+        cutout          = 0,            # Probability multiplier for cutout.
+        noise_std       = 0.1,          # Standard deviation of the noise (its std is |N(0, noise_std)|).
+        cutout_size     = 0.5,          # Side of the cutout square, fraction of the image size.
     ):
         super().__init__()
-        kwargs = dict(locals())
-        for name in ['xflip', 'rotate90', 'xint', 'xint_max', 'scale', 'rotate', 'aniso', 'xfrac', 'scale_std',
-                     'rotate_max', 'aniso_std', 'xfrac_std', 'brightness', 'contrast', 'lumaflip', 'hue',
-                     'saturation', 'brightness_std', 'contrast_std', 'hue_max', 'saturation_std', 'imgfilter',
-                     'imgfilter_std', 'noise', 'cutout', 'noise_std', 'cutout_size']:
-            setattr(self, name, _check_nonnegative(name, kwargs[name]))
+        for name, value in dict(locals()).items():
+            if name not in ('self', '__class__', 'imgfilter_bands'):
+                setattr(self, name, _check_nonnegative(name, value))
         bands = list(imgfilter_bands) if isinstance(imgfilter_bands, (list, tuple)) else None
         if bands is None or len(bands) != len(_EXPECTED_BAND_POWER):
             raise ValueError(f'AugmentPipe: imgfilter_bands must be a list of {len(_EXPECTED_BAND_POWER)} '
@@ -244,15 +262,13 @@ class AugmentPipe(torch.nn.Module):
         if self.scale > 0:
             params['scale'] = gate(self.scale * p, torch.exp2(normal() * self.scale_std), 1)
         if self.rotate > 0:
-            # Two independent rotations, each with probability q, so that at least one
-            # happens with probability 1 - (1 - q)^2 = rotate * p.
+            # Two independent rotations (before and after aniso), each with probability q,
+            # so that at least one happens with probability 1 - (1 - q)^2 = rotate * p.
             q = 1 - torch.sqrt((1 - self.rotate * p).clamp(0, 1))
-            angle = lambda: (uniform() * 2 - 1) * math.pi * self.rotate_max
-            params['rotate_pre'] = gate(q, angle(), 0)
+            for key in ['rotate_pre', 'rotate_post']:
+                params[key] = gate(q, (uniform() * 2 - 1) * math.pi * self.rotate_max, 0)
         if self.aniso > 0:
             params['aniso'] = gate(self.aniso * p, torch.exp2(normal() * self.aniso_std), 1)
-        if self.rotate > 0:
-            params['rotate_post'] = gate(q, angle(), 0)
         if self.xfrac > 0:
             params['xfrac'] = gate(self.xfrac * p, normal(2) * self.xfrac_std, 0) * size
 
