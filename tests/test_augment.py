@@ -536,3 +536,22 @@ def test_adaptive_p_agrees_across_real_ranks(tmp_path):
         assert r['rt'] == pytest.approx(0.5) and r['p'] == pytest.approx(0.5 - 10 * 2 / 1000)
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# In use: the R1 penalty differentiates D(augment(x)) twice through the pipe.
+
+def test_r1_penalty_through_the_pipe_reaches_d_weights():
+    from torch_utils.ops import conv2d_gradfix
+    from training.networks import Discriminator
+    torch.manual_seed(20)
+    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
+    pipe = _pipe(**augpipe_specs['bgc'])
+    real = (torch.rand(2, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    logits = D(pipe(real), torch.zeros(2, 0))
+    with conv2d_gradfix.no_weight_gradients():
+        grad, = torch.autograd.grad(logits.sum(), real, create_graph=True)
+    penalty = grad.square().sum()
+    penalty.backward()
+    weight_grads = [p.grad for p in D.parameters() if p.grad is not None]
+    assert len(weight_grads) > 0 and all(torch.isfinite(g).all() for g in weight_grads)
+    assert sum(float(g.abs().sum()) for g in weight_grads) > 0
