@@ -11,10 +11,11 @@ Stages, in order, each op applied to a sample with probability `multiplier * p`:
      anisotropic scale, rotation, fractional translation, composed into one affine map and
      applied once: reflect padding, 2x upsampling with the symlet-6 low-pass, bilinear
      sampling, 2x downsampling with the same filter (the adjoint, so the identity map
-     reproduces the image).
+     reproduces the image). The map is conjugated with the filter's delay so that flips
+     and rotations do not shift the image by a fraction of a pixel.
   2. colour: brightness, contrast, luma flip, hue rotation, saturation as one 4x4 matrix
-     acting on homogeneous RGB (luma flip, hue and saturation need 3 channels except luma
-     flip, which on 1 channel negates the image, as in the official pipe).
+     acting on homogeneous RGB. Hue and saturation need 3 channels; on 1 channel the
+     image is treated as (l, l, l), so luma flip negates it, as in the official pipe.
   3. image-space filtering: random gains on 4 octave bands (symlet-2 filter bank) with the
      expected power of a 1/f spectrum kept.
   4. additive Gaussian noise, 5. cutout.
@@ -27,7 +28,7 @@ Images are float [N, C, H, W] in [-1, 1] with C in {1, 3}.
 """
 
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
