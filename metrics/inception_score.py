@@ -32,8 +32,8 @@ def inception_score(probs: np.ndarray, num_splits: int = 10) -> tuple:
 def compute_is(opts: metric_utils.MetricOptions, num_gen: int, num_splits: int) -> tuple:
     """(mean, std) Inception Score of num_gen fakes of opts.G."""
     detector_kwargs = dict(no_output_bias=True) # Softmax of the logits without the output bias, as officially.
-    _, detector = detectors.get_detector(opts.detector, 'inception', opts.device)
-    detectors.require_classifier(detector) # Fail before generating anything.
+    detectors.require_classifier(opts.detector) # Fail before loading or generating anything.
+    detectors.require_classifier(detectors.get_detector(opts.detector, 'inception', opts.device)[1])
     gen_probs = metric_utils.compute_feature_stats_for_generator(
         opts, 'inception', detector_kwargs, max_items=num_gen, capture_all=True).get_all()
     if opts.rank != 0:

