@@ -99,6 +99,8 @@ def run_metrics(rank: int, args: dnnlib.EasyDict) -> list:
         distributed.init(backend='nccl' if args.device_type == 'cuda' else 'gloo',
                          rendezvous_timeout_s=args.rendezvous_timeout_s)
     device = torch.device(args.device_type, rank) if args.device_type == 'cuda' else torch.device(args.device_type)
+    if args.num_gpus > 1 and device.type == 'cpu':
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // args.num_gpus)) # Share the cores, do not oversubscribe.
     from training.checkpoint import load_network_pkl
     data = load_network_pkl(args.network)
     G = data['G_ema'] if data.get('G_ema') is not None else data['G']

@@ -45,6 +45,10 @@ class MetricOptions:
                  num_gen: Optional[int] = None):
         if not 0 <= rank < num_gpus:
             raise ValueError(f'rank must be in [0, num_gpus={num_gpus}), got {rank}')
+        if num_gpus > 1 and not is_distributed(num_gpus):
+            # Each process would see only its share of the images: refuse rather than mis-measure.
+            raise ValueError(f'num_gpus={num_gpus} needs torch.distributed initialised in every process '
+                             f'(torch_utils.distributed.init); use num_gpus=1 for a single process')
         self.G = G
         self.G_kwargs = dnnlib.EasyDict(G_kwargs or {})
         self.dataset_kwargs = dnnlib.EasyDict(dataset_kwargs or {})

@@ -1,5 +1,7 @@
 """generate.py: files for seed ranges, classes, grids and projected ws; the official
 seed -> latent recipe; clear errors for bad options."""
+import doctest
+
 import numpy as np
 import PIL.Image
 import pytest
@@ -154,3 +156,7 @@ def test_projected_w_of_a_seed_reproduces_the_seed_image(tmp_path, uncond_pkl):
     assert res.exit_code != 0 and 'num_ws=' in res.output
 
 #----------------------------------------------------------------------------
+
+def test_docstring_examples_run():
+    failed, attempted = doctest.testmod(generate)
+    assert attempted >= 4 and failed == 0

@@ -82,6 +82,10 @@ def test_feature_stats_save_load_round_trip(tmp_path):
     for a, b in zip(loaded.get_mean_cov(), stats.get_mean_cov()):
         np.testing.assert_array_equal(a, b)
 
+def test_metric_options_refuse_several_processes_without_torch_distributed():
+    with pytest.raises(ValueError, match='torch.distributed'):
+        metric_utils.MetricOptions(num_gpus=2, rank=0)
+
 #----------------------------------------------------------------------------
 # KID.
 
