@@ -1,0 +1,173 @@
+"""Few-shot benchmark harness (benchmarks/fewshot): parsing of run directories, the
+report's numbers and files, method and budget arithmetic. No training happens here: the
+run directories are written by the test, in train.py's formats (DESIGN.md section 3)."""
+
+import json
+import os
+
+import click
+import pytest
+
+from benchmarks.fewshot import methods, report, run
+
+#----------------------------------------------------------------------------
+
+def _stats_line(kimg, total_sec, **means):
+    """One stats.jsonl line as training_stats.Collector writes it: {name: {num, mean, std}}."""
+    entry = {'Progress/kimg': {'num': 1, 'mean': kimg, 'std': 0}, 'Timing/total_sec': {'num': 1, 'mean': total_sec, 'std': 0}}
+    for name, value in means.items():
+        entry[name.replace('__', '/')] = {'num': 1, 'mean': value, 'std': 0}
+    entry['timestamp'] = 1e9 + total_sec
+    return entry
+
+
+def _write_jsonl(path, entries, torn_tail=False):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wt') as f:
+        for e in entries:
+            f.write(json.dumps(e) + '\n')
+        if torn_tail:
+            f.write('{"Progress/kimg": {"num": 1, "me')  # A kill mid-write.
+
+
+def _diag(kimg, sec, grad, train, holdout, fake, p):
+    return _stats_line(kimg, sec, Diag__D__grad_norm=grad, Diag__D__real_train=train, Diag__D__real_holdout=holdout,
+                       Diag__D__fake=fake, CHAIN__p=p, Progress__augment=0.0)
+
+
+@pytest.fixture
+def method_dir(tmp_path):
+    """A method killed at 3.4 kimg after its 2-kimg snapshot, then resumed to 4 kimg."""
+    d = tmp_path / 'runs' / 'da_chain_running'
+    killed = [_diag(0.016, 10, 9.0, 1.0, 0.5, -1.0, 0.0), _diag(1.0, 110, 8.0, 2.0, 1.0, -2.0, 0.01),
+              _diag(2.0, 210, 7.0, 3.0, 1.0, -3.0, 0.02), _diag(3.0, 310, 100.0, 100.0, 100.0, 100.0, 0.5),
+              _diag(3.4, 350, 100.0, 100.0, 100.0, 100.0, 0.5)]  # The last two: after the last snapshot.
+    resumed = [_diag(3.0, 120, 6.0, 4.0, 2.0, -4.0, 0.03), _diag(4.0, 220, 5.0, 5.0, 2.0, -5.0, 0.04)]
+    _write_jsonl(str(d / '00000-obama-da' / 'stats.jsonl'), killed, torn_tail=True)
+    _write_jsonl(str(d / '00001-obama-da' / 'stats.jsonl'), resumed)
+    (d / '00000-obama-da' / 'training_options.json').write_text('{}')
+    (d / 'not-a-run').mkdir()
+    _write_jsonl(str(d / 'scores.jsonl'), [
+        dict(snapshot='00000-obama-da/network-snapshot-000002.pkl', kimg=2.0, fid=80.0, num_gen=None),
+        dict(snapshot='00001-obama-da/network-snapshot-000004.pkl', kimg=4.0, fid=60.0, num_gen=None),
+        dict(snapshot='00000-obama-da/network-snapshot-000001.pkl', kimg=1.0, fid=120.0, num_gen=None),
+        dict(snapshot='00001-obama-da/network-snapshot-000004.pkl', kimg=4.0, fid=55.0, num_gen=None),  # Rescored.
+    ])
+    return str(d)
+
+#----------------------------------------------------------------------------
+
+def test_segments_are_numbered_run_dirs_in_order(method_dir):
+    names = [os.path.basename(p) for p in report.run_segments(method_dir)]
+    assert names == ['00000-obama-da', '00001-obama-da']
+
+
+def test_merged_stats_drop_a_killed_segments_lines_past_the_resume_point(method_dir):
+    history, wall = report.merged_stats(method_dir)
+    kimgs = [e['Progress/kimg']['mean'] for e in history]
+    assert kimgs == [0.016, 1.0, 2.0, 3.0, 4.0]
+    # Wall time: the killed segment up to its last kept line (210 s) plus the resumed one (220 s).
+    assert wall == pytest.approx(210 + 220)
+
+
+def test_fid_points_sorted_and_last_score_of_a_snapshot_wins(method_dir):
+    assert report.fid_points(method_dir) == [(1.0, 120.0), (2.0, 80.0), (4.0, 55.0)]
+
+
+def test_summary_numbers_match_a_hand_computation(method_dir):
+    s = report.summarize_method(method_dir, 'da_chain_running', 'DA + CHAIN (running)')
+    assert s['kimg'] == 4.0
+    assert (s['best_fid'], s['best_kimg']) == (55.0, 4.0)
+    # Second half of a 4-kimg run: the ticks at kimg >= 2 (2, 3, 4 after the merge).
+    assert s['diag']['grad_norm'] == pytest.approx((7 + 6 + 5) / 3)
+    assert s['diag']['real_train'] == pytest.approx((3 + 4 + 5) / 3)
+    assert s['diag']['gap_train_holdout'] == pytest.approx((3 + 4 + 5) / 3 - (1 + 2 + 2) / 3)
+    assert s['diag']['gap_train_fake'] == pytest.approx((3 + 4 + 5) / 3 + (3 + 4 + 5) / 3)
+    assert s['diag']['fake_last'] == -5.0
+    assert s['diag_series']['chain_p'][-1] == (4.0, 0.04)
+
+
+def test_late_mean_of_nothing_is_none():
+    assert report.late_mean([]) is None
+    assert report.late_mean([(1.0, 3.0)]) == 3.0
+
+
+def test_report_files_and_tables(method_dir, tmp_path):
+    other = tmp_path / 'runs' / 'da'
+    _write_jsonl(str(other / '00000-obama-da' / 'stats.jsonl'), [_diag(2.0, 50, 1.0, 1.0, 1.0, 1.0, 0.0)])
+    _write_jsonl(str(other / 'scores.jsonl'), [dict(kimg=2.0, fid=90.5)])
+    summaries = [report.summarize_method(method_dir, 'da_chain_running', 'DA + CHAIN (running)'),
+                 report.summarize_method(str(other), 'da', 'DA')]
+    grid = tmp_path / 'results' / 'fewshot-2000-01-01-da.png'
+    grid.parent.mkdir()
+    grid.write_bytes(b'\x89PNG fake')
+    setup = dict(title='T', command='python3 benchmarks/fewshot/run.py --kimg 4', smoke=True, facts=['Data: x'])
+    written = report.write_report(summaries, setup, str(tmp_path / 'results' / 'fewshot-2000-01-01.md'),
+                                  samples={'da': str(grid)})
+    md = open(written['md']).read()
+    assert md.splitlines()[0] == '# T'
+    assert '```\npython3 benchmarks/fewshot/run.py --kimg 4\n```' in md
+    assert 'NOT a benchmark result' in md
+    # One column per point kimg of any method; a method without that point shows '-'.
+    assert '| method | kimg | FID @ 1 kimg | FID @ 2 kimg | FID @ 4 kimg | best FID (kimg) | wall time |' in md
+    assert '| DA + CHAIN (running) | 4.000 | 120.00 | 80.00 | 55.00 | **55.00** (4) | 7m 10s |' in md
+    assert '| DA | 2.000 | - | 90.50 | - | **90.50** (2) | 0m 50s |' in md
+    assert '![DA](fewshot-2000-01-01-da.png)' in md
+    data = json.load(open(written['json']))
+    assert [m['best_fid'] for m in data['methods']] == [55.0, 90.5]
+    pytest.importorskip('matplotlib')
+    for key in ('fid_plot', 'diag_plot'):
+        with open(written[key], 'rb') as f:
+            assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+        assert f'({os.path.basename(written[key])})' in md
+    assert not [f for f in os.listdir(tmp_path / 'results') if f.startswith('.tmp')]
+
+
+def test_format_duration():
+    assert report.format_duration(1234) == '20m 34s'
+    assert report.format_duration(5000) == '1h 23m'
+    assert report.format_duration(None) == '-'
+
+#----------------------------------------------------------------------------
+
+def test_parse_methods_order_all_and_errors():
+    assert methods.parse_methods('da,noaug') == ['da', 'noaug']
+    assert methods.parse_methods('all') == list(methods.METHODS)
+    with pytest.raises(ValueError, match='unknown method.*chain; valid'):
+        methods.parse_methods('da,chain')
+    with pytest.raises(ValueError, match='twice'):
+        methods.parse_methods('da,da')
+    with pytest.raises(ValueError, match='empty'):
+        methods.parse_methods(' , ')
+
+
+def test_methods_differ_only_in_augmentation_and_chain():
+    for name, spec in methods.METHODS.items():
+        assert all(flag.split('=')[0] in ('--aug', '--diffaug', '--augpipe', '--chain') for flag in spec.flags), name
+    assert methods.costliest(['noaug', 'da_chain_running', 'ada']) == 'ada'
+
+
+def test_train_args_share_everything_but_the_method_flags():
+    cfg = dict(data_zip='/d.zip', seed=3, batch=16, cbase=8192, cmax=128, map_depth=2)
+    cfg = run.dnnlib.EasyDict(cfg)
+    a = run.train_args(cfg, 'noaug', '/o', 8, 1, 2, 10)
+    b = run.train_args(cfg, 'da_chain_batch', '/o', 8, 1, 2, 10)
+    assert a[:-1] == b[:len(a) - 1]
+    assert '--kimg=8' in a and '--holdout=10' in a and '--seed=3' in a and '--metrics=none' in a
+    assert b[-3:] == methods.METHODS['da_chain_batch'].flags
+
+
+def test_kimg_for_budget():
+    calib = dict(sec_per_kimg=100.0, startup_sec=60.0)
+    # (25 min * 60 - 60 s) / 100 s = 14.4 kimg -> a multiple of 4 points: 12.
+    assert run.kimg_for_budget(25, calib, 4) == 12.0
+    assert run.kimg_for_budget(2, calib, 4) == 0.6
+
+
+def test_parse_metric_line_finds_the_result_among_other_output():
+    out = 'Network: x\nprogress...\n{"results": {"fid5k_full": 42.5}, "metric": "fid5k_full", "num_gen": 64}\n'
+    assert run.parse_metric_line(out)['results']['fid5k_full'] == 42.5
+    with pytest.raises(click.ClickException, match='no fid5k_full result line'):
+        run.parse_metric_line('Traceback: boom\n')
+
+#----------------------------------------------------------------------------
