@@ -171,3 +171,41 @@ def test_parse_metric_line_finds_the_result_among_other_output():
         run.parse_metric_line('Traceback: boom\n')
 
 #----------------------------------------------------------------------------
+
+def test_reference_ops_forces_the_pytorch_path_and_restores():
+    import torch
+    from benchmarks.fewshot import gpu_timing
+    from torch_utils.ops import bias_act
+    x = torch.randn([2, 3, 4, 4])
+    original = bias_act.bias_act
+    with pytest.raises(ValueError, match='impl'):
+        bias_act.bias_act(x, impl='bogus')
+    with gpu_timing.reference_ops():
+        # Every call is rewritten to impl='ref', so even a bad impl reaches the PyTorch path.
+        y = bias_act.bias_act(x, act='lrelu', impl='bogus')
+    assert bias_act.bias_act is original
+    torch.testing.assert_close(y, torch.nn.functional.leaky_relu(x, 0.2) * 2 ** 0.5)
+
+
+def test_gpu_table_reads_timing_and_runs(method_dir, tmp_path):
+    from click.testing import CliRunner
+    from benchmarks.fewshot import gpu_timing
+    timing = tmp_path / 'timing.json'
+    timing.write_text(json.dumps(dict(res=256, batch=16, repeats=3, gpu='X', plugin=dict(g_forward_sec=0.01, train_step_sec=0.1),
+                                      pytorch=dict(g_forward_sec=0.03, train_step_sec=0.15))))
+    result = CliRunner().invoke(gpu_timing.cli, ['table', '--timing', str(timing), '--runs', str(tmp_path / 'runs')])
+    assert result.exit_code == 0, result.output
+    assert '| G forward              |    0.0100 |    0.0300 |    3.00x |' in result.output
+    assert '| da_chain_running   |   4.00 |' in result.output
+
+
+def test_gpu_check_script_parses_and_refuses_without_cuda():
+    import subprocess
+    import torch
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'benchmarks', 'gpu_check.sh')
+    assert subprocess.run(['bash', '-n', script]).returncode == 0
+    if torch.cuda.is_available():
+        pytest.skip('a CUDA device is present: the refusal path cannot be exercised')
+    proc = subprocess.run(['bash', script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert 'no CUDA device is visible to PyTorch' in proc.stderr

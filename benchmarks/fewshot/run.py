@@ -370,6 +370,10 @@ def main(ctx, **kwargs):
         cfg.num_images = sum(1 for n in z.namelist() if n.lower().endswith('.png'))
     check_resume(cfg, cfg.resume)
     calib = None
+    calib_path = os.path.join(cfg.workdir, 'calibration.json')
+    if cfg.kimg is not None and cfg.resume and os.path.isfile(calib_path):
+        with open(calib_path, 'rt') as f:
+            calib = json.load(f)  # The kimg came from it in the first invocation.
     if cfg.kimg is None:
         calib = calibrate(cfg, methods, env)
         cfg.kimg = kimg_for_budget(cfg.minutes_per_run, calib, cfg.points)
