@@ -174,15 +174,19 @@ class FullyConnectedLayer(torch.nn.Module):
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.weight.to(x.dtype) * self.weight_gain
-        b = None
+        # The gain goes into addmm's alpha (y = b + gain * x @ W.T) rather than into a scaled
+        # copy of W: no weight-sized temporary per call.
+        w = self.weight.to(x.dtype).t()
         if self.bias is not None:
             b = self.bias.to(x.dtype)
             if self.bias_gain != 1:
                 b = b * self.bias_gain
-        if self.activation == 'linear' and b is not None:
-            return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act.bias_act(x.matmul(w.t()), b, act=self.activation)
+            x = torch.addmm(b.unsqueeze(0), x, w, alpha=self.weight_gain)
+        else:
+            x = x.matmul(w) * self.weight_gain
+        if self.activation != 'linear':
+            x = bias_act.bias_act(x, None, act=self.activation)
+        return x
 
     def extra_repr(self) -> str:
         return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
@@ -518,7 +522,9 @@ class SynthesisBlock(torch.nn.Module):
 
         # Input: the learned constant, or the previous block's features.
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format).unsqueeze(0).expand(ws.shape[0], -1, -1, -1)
+            # repeat, not expand: a view of a parameter made under no_grad still claims requires_grad
+            # without a grad_fn, which breaks module hooks (e.g. FlopCounterMode); the copy is 4x4.
+            x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1]).to(memory_format=memory_format)
         else:
             x = x.to(dtype=dtype, memory_format=memory_format)
 
