@@ -421,6 +421,21 @@ def test_minibatch_std_matches_a_naive_loop():
             torch.testing.assert_close(y[n, 4 + f], torch.full((3, 3), float(std)), rtol=1e-5, atol=1e-6)
 
 #----------------------------------------------------------------------------
+# conv_clamp.
+
+def test_conv_clamp_bounds_layer_outputs_and_scales_with_gain():
+    torch.manual_seed(0)
+    layer = networks.SynthesisLayer(4, 6, w_dim=8, resolution=8, conv_clamp=0.3)
+    x, w = torch.randn(2, 4, 8, 8) * 10, torch.randn(2, 8)
+    unclamped = copy.deepcopy(layer)
+    unclamped.conv_clamp = None
+    y, ref = layer(x, w, noise_mode='none'), unclamped(x, w, noise_mode='none')
+    assert ref.abs().max() > 0.3
+    torch.testing.assert_close(y, ref.clamp(-0.3, 0.3))
+    conv = Conv2dLayer(4, 6, kernel_size=3, activation='lrelu', conv_clamp=0.3)
+    assert conv(x, gain=0.5).abs().max() <= 0.15 + 1e-7
+
+#----------------------------------------------------------------------------
 # fp16 settings, copying and pickling.
 
 def test_fp16_resolutions_run_in_float32_off_cuda():
@@ -455,6 +470,8 @@ def test_bad_construction_arguments_raise_clear_errors():
         tiny_D(architecture='unet')
     with pytest.raises(ValueError, match='channel_base'):
         tiny_G(channel_base=8)
+    with pytest.raises(ValueError, match='w_avg'):
+        MappingNetwork(z_dim=4, c_dim=0, w_dim=4, num_ws=2, w_avg_beta=None)(torch.randn(1, 4), None, truncation_psi=0.5)
 
 def test_bad_forward_inputs_raise_clear_errors():
     torch.manual_seed(0)
