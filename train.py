@@ -72,7 +72,8 @@ def _open_training_set(opts: dnnlib.EasyDict) -> Tuple[dnnlib.EasyDict, Any]:
     try:
         dataset = dnnlib.util.construct_class_by_name(**kwargs)
     except (DatasetError, FileNotFoundError, NotADirectoryError, OSError) as err:
-        raise _bad('--data', str(err)) from None
+        flag = '--holdout' if opts.holdout and str(err).startswith('holdout=') else '--data'
+        raise _bad(flag, str(err)) from None
     return kwargs, dataset
 
 

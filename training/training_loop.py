@@ -301,7 +301,8 @@ class TrainingRun:
             if _has_mismatch(report):
                 self.resume_mismatch[name] = report
         for name, report in self.resume_mismatch.items():
-            self.print0(f'  {name}: not copied: {_describe_mismatch(report)}')
+            why = report if isinstance(report, str) else _describe_mismatch(report)
+            self.print0(f'  {name}: not copied (kept as initialised): {why}')
         return data
 
     def _build_augmentation(self) -> None:
@@ -733,25 +734,23 @@ def _has_p(module: Any) -> bool:
     return isinstance(getattr(module, 'p', None), torch.Tensor)
 
 
-def _has_mismatch(report: Any) -> bool:
-    """copy_params_and_buffers' report: anything not copied (missing/unexpected/shape)?"""
-    if report is None:
-        return False
-    if isinstance(report, dict):
-        return any(len(v) > 0 for v in report.values() if isinstance(v, (list, tuple, set, dict)))
-    return bool(report)
+_MISMATCH_KINDS = ('missing', 'unexpected', 'mismatched')  # Of misc.copy_params_and_buffers' report.
 
 
-def _describe_mismatch(report: Any) -> str:
-    if isinstance(report, dict):
-        parts = []
-        for key, items in report.items():
-            if isinstance(items, (list, tuple, set, dict)) and len(items) > 0:
-                names = [str(i) for i in list(items)[:8]]
-                more = f' (+{len(items) - 8} more)' if len(items) > 8 else ''
-                parts.append(f'{key}: {", ".join(names)}{more}')
-        return '; '.join(parts)
-    return str(report)
+def _has_mismatch(report: dict) -> bool:
+    """Did copy_params_and_buffers leave anything out (missing, unexpected, other shape)?"""
+    return any(len(report.get(kind, [])) > 0 for kind in _MISMATCH_KINDS)
+
+
+def _describe_mismatch(report: dict) -> str:
+    """Every tensor left out, by kind: the user must see exactly what a transfer skipped."""
+    parts = []
+    for kind in _MISMATCH_KINDS:
+        items = list(report.get(kind, []))
+        if items:
+            names = [item if isinstance(item, str) else f'{item[0]} {list(item[1])}->{list(item[2])}' for item in items]
+            parts.append(f'{kind} ({len(items)}): {", ".join(names)}')
+    return '; '.join(parts)
 
 
 def _weight_grad_norm(D: torch.nn.Module) -> float:
