@@ -312,12 +312,12 @@ class MappingNetwork(torch.nn.Module):
     ) -> torch.Tensor:
         """Returns ws [N, num_ws, w_dim] (or [N, w_dim] if num_ws is None), float32."""
         batch_size = self._check_inputs(z, c)
+        dtype = _working_dtype(z if self.z_dim > 0 else c)
         parts = []
         if self.z_dim > 0:
-            parts.append(normalize_2nd_moment(z.to(torch.float32 if z.dtype != torch.float64 else z.dtype)))
+            parts.append(normalize_2nd_moment(z.to(dtype)))
         if self.c_dim > 0:
-            c = c.to(parts[0].dtype if parts else (torch.float64 if c.dtype == torch.float64 else torch.float32))
-            parts.append(normalize_2nd_moment(self.embed(c)))
+            parts.append(normalize_2nd_moment(self.embed(c.to(dtype))))
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
         for idx in range(self.num_layers):
             x = getattr(self, f'fc{idx}')(x)
