@@ -401,8 +401,9 @@ def _resolve_device(device: str) -> str:
 
 #----------------------------------------------------------------------------
 
-def subprocess_fn(rank: int, c: dnnlib.EasyDict, port: Optional[int], rendezvous_timeout_s: float = 120) -> None:
-    """One training process: join the group (several processes), pick the device, train."""
+def subprocess_fn(rank: int, c: dnnlib.EasyDict, port: Optional[int], rendezvous_timeout_s: float = 120) -> Any:
+    """One training process: join the group (several processes), pick the device, train.
+    Returns the finished training_loop.TrainingRun."""
     import torch
     from torch_utils import distributed
     from training.training_loop import training_loop
@@ -420,7 +421,7 @@ def subprocess_fn(rank: int, c: dnnlib.EasyDict, port: Optional[int], rendezvous
     if c.device == 'cpu' and c.num_gpus > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // c.num_gpus))  # Share the cores.
     try:
-        training_loop(**c)
+        return training_loop(**c)
     finally:
         distributed.shutdown()
 
