@@ -48,32 +48,44 @@ def resized_copy(src: str, dst: str, res: int) -> None:
 
 #----------------------------------------------------------------------------
 
+class Clock:
+    """Wall seconds and this process's CPU seconds (all threads) since creation. On a shared
+    machine the CPU time is the steadier number: wall time on an idle machine is about
+    CPU time / threads."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self) -> np.ndarray:
+        return np.array([time.perf_counter() - self.wall, time.process_time() - self.cpu])
+
+#----------------------------------------------------------------------------
+
 def time_fakes(G: Generator, detector, num: int, batch: int) -> tuple:
-    """(seconds generating, seconds in the detector) for num fakes, batch at a time."""
-    t_gen = t_det = 0.0
+    """([wall, cpu] seconds generating, [wall, cpu] seconds in the detector) for num fakes."""
+    t_gen, t_det = np.zeros(2), np.zeros(2)
     done = 0
     with torch.no_grad():
         while done < num:
             n = min(batch, num - done)
-            t0 = time.perf_counter()
+            clock = Clock()
             img = metric_utils.to_uint8(G(torch.randn([n, G.z_dim]), None, noise_mode='random', force_fp32=True))
-            t1 = time.perf_counter()
+            t_gen += clock.read()
+            clock = Clock()
             detector(img, return_features=True)
-            t2 = time.perf_counter()
-            t_gen += t1 - t0
-            t_det += t2 - t1
+            t_det += clock.read()
             done += n
     return t_gen, t_det
 
 #----------------------------------------------------------------------------
 
-def time_reals(data: str, detector_spec: str) -> float:
-    """Seconds for the real-image statistics of a folder (uncached)."""
+def time_reals(data: str, detector_spec: str) -> np.ndarray:
+    """[wall, cpu] seconds for the real-image statistics of a folder (uncached)."""
     opts = metric_utils.MetricOptions(dataset_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path=data),
                                       cache=False, detector=detector_spec)
-    t0 = time.perf_counter()
+    clock = Clock()
     metric_utils.compute_feature_stats_for_dataset(opts, 'inception', dict(return_features=True), capture_mean_cov=True)
-    return time.perf_counter() - t0
+    return clock.read()
 
 #----------------------------------------------------------------------------
 
@@ -100,11 +112,12 @@ def main() -> None:
             resized_copy(args.data, tmp, res)
             t_real = time_reals(tmp, args.detector)
         scale = NUM_GEN / args.sample
-        row = dict(resolution=res, timed_fakes=args.sample, gen_s_per_img=t_gen / args.sample,
-                   detector_s_per_img=t_det / args.sample, reals_100_s=t_real,
-                   fid5k_full_gen_s=t_gen * scale, fid5k_full_detector_s=t_det * scale,
-                   fid5k_full_total_s=t_gen * scale + t_det * scale + t_real,
-                   extrapolated=args.sample != NUM_GEN)
+        total = t_gen * scale + t_det * scale + t_real
+        row = dict(resolution=res, timed_fakes=args.sample, extrapolated=args.sample != NUM_GEN)
+        for i, kind in enumerate(['wall', 'cpu']):
+            row.update({f'{kind}_gen_s_per_img': t_gen[i] / args.sample, f'{kind}_detector_s_per_img': t_det[i] / args.sample,
+                        f'{kind}_reals_100_s': t_real[i], f'{kind}_fid5k_full_gen_s': t_gen[i] * scale,
+                        f'{kind}_fid5k_full_detector_s': t_det[i] * scale, f'{kind}_fid5k_full_total_s': total[i]})
         print(json.dumps(row), flush=True)
         rows.append(row)
 
@@ -126,12 +139,16 @@ def to_markdown(result: dict) -> str:
              f'torch {result["machine"]["torch"]} ({result["machine"]["torch_threads"]} threads); load average '
              f'{result["machine"]["loadavg_before"][0]:.1f} before, {result["machine"]["loadavg_after"][0]:.1f} after. '
              f'{result["machine"]["note"]}.', '',
-             '| res | gen s/img | Inception s/img | 100 reals s | 5k gen s | 5k Inception s | fid5k_full total | extrapolated from |',
-             '|---|---|---|---|---|---|---|---|']
+             'Wall = elapsed time on the shared machine; CPU = this process\'s CPU time over all threads '
+             '(on an idle machine wall is about CPU / threads).', '',
+             '| res | clock | gen s/img | Inception s/img | 100 reals s | 5k gen s | 5k Inception s | fid5k_full total | extrapolated from |',
+             '|---|---|---|---|---|---|---|---|---|']
     for r in result['rows']:
-        lines.append(f'| {r["resolution"]} | {r["gen_s_per_img"]:.3f} | {r["detector_s_per_img"]:.3f} | {r["reals_100_s"]:.1f} | '
-                     f'{r["fid5k_full_gen_s"]:.0f} | {r["fid5k_full_detector_s"]:.0f} | '
-                     f'{r["fid5k_full_total_s"] / 60:.1f} min | {r["timed_fakes"]} fakes |')
+        for kind in ['wall', 'cpu']:
+            lines.append(f'| {r["resolution"]} | {kind} | {r[kind + "_gen_s_per_img"]:.3f} | {r[kind + "_detector_s_per_img"]:.3f} | '
+                         f'{r[kind + "_reals_100_s"]:.1f} | {r[kind + "_fid5k_full_gen_s"]:.0f} | '
+                         f'{r[kind + "_fid5k_full_detector_s"]:.0f} | {r[kind + "_fid5k_full_total_s"] / 60:.1f} min | '
+                         f'{r["timed_fakes"]} fakes |')
     return '\n'.join(lines) + '\n'
 
 def write_atomic(path: str, text: str) -> None:
