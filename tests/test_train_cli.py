@@ -178,3 +178,15 @@ def test_sigint_finishes_step_writes_snapshot_and_exits_zero(tmp_path, data_dir)
         assert json.load(f)['D_kwargs']['chain_kwargs']['variant'] == 'running'
 
 #----------------------------------------------------------------------------
+
+def test_resume_latest_picks_newest_snapshot_of_highest_run(tmp_path):
+    assert train.find_latest_snapshot(str(tmp_path / 'missing')) is None
+    for run, snaps in [('00000-a', ['network-snapshot-000004.pkl', 'network-snapshot-000012.pkl']),
+                       ('00001-b', ['network-snapshot-000000.pkl', 'network-snapshot-000008.pkl']),
+                       ('00002-c', [])]:  # The newest run crashed before its first snapshot.
+        os.makedirs(tmp_path / run)
+        for snap in snaps:
+            (tmp_path / run / snap).write_bytes(b'')
+    assert train.find_latest_snapshot(str(tmp_path)) == str(tmp_path / '00001-b' / 'network-snapshot-000008.pkl')
+
+#----------------------------------------------------------------------------

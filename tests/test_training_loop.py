@@ -182,3 +182,21 @@ def test_nonfinite_losses_for_a_whole_tick_stop_and_keep_last_good_snapshot(tmp_
     assert all(torch.isfinite(t).all() for t in data['G'].parameters())
 
 #----------------------------------------------------------------------------
+
+def mean_colour_detector(img, return_features=True, **_):
+    """A stand-in Inception: uint8 [N, 3, H, W] -> float32 [N, 3] per-channel means."""
+    return img.float().mean(dim=[2, 3])
+
+
+def test_metrics_at_snapshots_are_reported_to_jsonl(tmp_path, data_dir):
+    torch.manual_seed(0)
+    c = tiny_config(tmp_path, data_dir, total_kimg=0.004, image_snapshot_ticks=None, metrics=['fid5k_full'],
+                    metric_kwargs=dict(detector=mean_colour_detector, num_gen=16, cache=False))
+    training_loop(**c)
+    with open(tmp_path / 'metric-fid5k_full.jsonl') as f:
+        lines = [json.loads(line) for line in f]
+    assert len(lines) == 1 and lines[0]['snapshot_pkl'] == 'network-snapshot-000000.pkl'
+    assert lines[0]['num_gen'] == 16 and math.isfinite(lines[0]['results']['fid5k_full'])
+    assert os.path.exists(tmp_path / 'curves.png')
+
+#----------------------------------------------------------------------------

@@ -605,7 +605,8 @@ class TrainingRun:
         self.print0('Evaluating metrics...')
         for metric in c.metrics:
             result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
-                dataset_kwargs=c.training_set_kwargs, num_gpus=self.num_gpus, rank=self.rank, device=self.device)
+                dataset_kwargs=c.training_set_kwargs, num_gpus=self.num_gpus, rank=self.rank, device=self.device,
+                **c.metric_kwargs)
             if self.rank == 0:
                 metric_main.report_metric(result_dict, run_dir=c.run_dir, snapshot_pkl=snapshot_pkl)
             self.stats_metrics.update(result_dict['results'])
@@ -886,6 +887,7 @@ def training_loop(
     augment_kwargs          = None,     # Options for the augment pipe (AugmentPipe or DiffAugment); None = none.
     loss_kwargs             = {},       # Options for the loss function.
     metrics                 = [],       # Metrics to evaluate at each network snapshot.
+    metric_kwargs           = {},       # Extra calc_metric options (e.g. detector, num_gen for quick looks).
     random_seed             = 0,        # Global random seed.
     num_gpus                = 1,        # Number of processes taking part in training.
     rank                    = 0,        # Rank of the current process in [0, num_gpus).
