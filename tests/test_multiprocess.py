@@ -75,3 +75,20 @@ def test_train_py_two_cpu_processes_end_to_end(tmp_path):
     assert 'Number of GPUs:      2' in proc.stdout
 
 #----------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_train_py_under_torchrun_two_cpu_processes(tmp_path):
+    data = make_image_folder(tmp_path / 'data', num_images=16)
+    outdir = tmp_path / 'runs'
+    args = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+            f'--master_port={train._free_port()}', 'train.py', '--outdir', str(outdir), '--data', data,
+            '--device', 'cpu', '--metrics', 'none', '--workers', '0', '--cfg', 'stylegan2', '--cbase', '256',
+            '--cmax', '16', '--map-depth', '1', '--batch', '8', '--aug', 'noaug', '--kimg', '0.016', '--tick', '0.008']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=500)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    (run_dir,) = outdir.iterdir()  # Rank 0 made the one run directory; rank 1 got its name.
+    data = load_network_pkl(str(run_dir / 'network-snapshot-000000.pkl'))
+    assert data['resume_state']['num_gpus'] == 2 and data['resume_state']['cur_nimg'] == 16
+
+#----------------------------------------------------------------------------

@@ -201,6 +201,11 @@ class TrainingRun:
     # Setup.
 
     def __init__(self, c: dnnlib.EasyDict):
+        if c.batch_gpu < 1 or c.batch_size % (c.num_gpus * c.batch_gpu) != 0:
+            raise ValueError(f'training_loop: batch_size={c.batch_size} must be a multiple of num_gpus * batch_gpu '
+                             f'= {c.num_gpus} * {c.batch_gpu} (the rest is gradient accumulation); change batch_gpu')
+        if not 0 <= c.rank < c.num_gpus:
+            raise ValueError(f'training_loop: rank={c.rank} must be in [0, num_gpus={c.num_gpus})')
         self.c = c
         self.device = torch.device(c.device)
         self.rank = c.rank
@@ -409,8 +414,8 @@ class TrainingRun:
         all_gen_z = torch.randn([n, self.G.z_dim], device=self.device)
         all_gen_z = [z.split(c.batch_gpu) for z in all_gen_z.split(self.batch_per_rank)]
         all_gen_c = [self.training_set.get_label(np.random.randint(len(self.training_set))) for _ in range(n)]
-        all_gen_c = torch.from_numpy(np.stack(all_gen_c)).pin_memory() if self.device.type == 'cuda' else torch.from_numpy(np.stack(all_gen_c))
-        all_gen_c = [gc.split(c.batch_gpu) for gc in all_gen_c.to(self.device).split(self.batch_per_rank)]
+        all_gen_c = torch.from_numpy(np.stack(all_gen_c)).to(self.device)
+        all_gen_c = [gc.split(c.batch_gpu) for gc in all_gen_c.split(self.batch_per_rank)]
         return real_img, real_c, all_gen_z, all_gen_c
 
     def train_step(self) -> None:
@@ -685,8 +690,8 @@ class TrainingRun:
         """Module tables from real inputs, on copies so no RNG draw or buffer update leaks."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == 'cuda' else []):
             G, D = copy.deepcopy(self.G), copy.deepcopy(self.D)
-            z = torch.empty([self.c.batch_gpu, G.z_dim], device=self.device)
-            c = torch.empty([self.c.batch_gpu, G.c_dim], device=self.device)
+            z = torch.zeros([self.c.batch_gpu, G.z_dim], device=self.device)
+            c = torch.zeros([self.c.batch_gpu, G.c_dim], device=self.device)
             img = misc.print_module_summary(G, [z, c])
             misc.print_module_summary(D, [img, c])
 
