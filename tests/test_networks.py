@@ -320,18 +320,23 @@ def _naive_modulated_conv(x, weight, styles, demodulate, up, padding, flip_weigh
         outs.append(conv2d_resample.conv2d_resample(x[n:n + 1], w, f=f, up=up, padding=padding, flip_weight=flip_weight))
     return torch.cat(outs)
 
+@pytest.mark.parametrize('grad_enabled', [True, False])  # The non-fused path works in place without grad.
 @pytest.mark.parametrize('up,demodulate', [(1, True), (2, True), (1, False)])
-def test_fused_and_nonfused_modconv_match_a_per_sample_loop(up, demodulate):
+def test_fused_and_nonfused_modconv_match_a_per_sample_loop(up, demodulate, grad_enabled):
     from torch_utils.ops import upfirdn2d
     torch.manual_seed(0)
     x, weight, styles = torch.randn(3, 5, 6, 6), torch.randn(7, 5, 3, 3), torch.randn(3, 5) + 1
     noise = torch.randn(1, 1, 6 * up, 6 * up)
     f = upfirdn2d.setup_filter([1, 3, 3, 1])
     ref = _naive_modulated_conv(x, weight, styles, demodulate, up, 1, up == 1, f) + noise
+    inputs = [t.clone() for t in (x, weight, styles, noise)]
     for fused in (False, True):
-        got = networks.modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1, resample_filter=f,
-                                        demodulate=demodulate, flip_weight=(up == 1), fused_modconv=fused)
+        with torch.set_grad_enabled(grad_enabled):
+            got = networks.modulated_conv2d(x, weight, styles, noise=noise, up=up, padding=1, resample_filter=f,
+                                            demodulate=demodulate, flip_weight=(up == 1), fused_modconv=fused)
         torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
+        for before, after in zip(inputs, (x, weight, styles, noise)):
+            assert torch.equal(before, after)  # No input is modified.
 
 def test_generator_fused_and_nonfused_agree_with_gradients():
     torch.manual_seed(0)
