@@ -57,6 +57,7 @@ def test_two_gloo_ranks_end_with_identical_weights(tmp_path):
     torch.testing.assert_close(snapshot['G'].mapping.fc0.weight, ranks[1]['G.mapping.fc0.weight'], rtol=0, atol=0)
 
 
+@pytest.mark.slow  # ~75 s on the shared CPU; the gloo test above covers the multi-rank logic by default.
 def test_train_py_two_cpu_processes_end_to_end(tmp_path):
     data = make_image_folder(tmp_path / 'data', num_images=16)
     outdir = tmp_path / 'runs'
