@@ -10,8 +10,8 @@ peak RSS belongs to that configuration alone):
   timed separately and amortised as every 16th step (lazy regularisation). Path-length
   regularisation is off (pl_weight 0), as in the reference measurement.
 
-and reports images/s, GFLOP per image (torch.utils.flop_counter.FlopCounterMode; a
-multiply-add is 2 FLOPs), achieved GFLOP/s, this machine's sgemm GFLOP/s measured in the
+and reports images/s, GFLOP per image (torch.utils.flop_counter; a
+multiply-add is 2 FLOPs; FlopCounterMode's formulas), achieved GFLOP/s, this machine's sgemm GFLOP/s measured in the
 same process just before (2048x2048 torch.mm), and the peak RSS.
 
 Usage:
@@ -51,11 +51,29 @@ def _timed(fn: Callable[[], None], repeats: int) -> List[float]:
     return times
 
 def _flops(fn: Callable[[], None]) -> float:
+    """FLOPs of one call of fn, by torch.utils.flop_counter's per-op formulas.
+
+    FlopCounterMode itself also tracks modules with autograd hooks, which PyTorch refuses
+    inside torch.autograd.grad (the R1 pass); its op formulas (flop_registry) are applied
+    here by a minimal dispatch mode instead, which gives the same totals.
+    """
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
+    from torch.utils import flop_counter
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Counter(TorchDispatchMode):
+        total = 0
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            formula = flop_counter.flop_registry.get(func._overloadpacket)
+            if formula is not None:
+                _Counter.total += formula(*args, **kwargs, out_val=out)
+            return out
+
+    with _Counter():
         fn()
-    return float(counter.get_total_flops())
+    return float(_Counter.total)
 
 def _sgemm_gflops() -> float:
     import torch
@@ -100,8 +118,8 @@ def _worker(res: int, mode: str, batch: int, repeats: int, threads: int, profile
     else:
         from training.loss import StyleGAN2Loss
         loss = StyleGAN2Loss(torch.device('cpu'), G, D, r1_gamma=1.0, pl_weight=0, style_mixing_prob=0.9)
-        opt_G = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0, 0.99), eps=1e-8)
-        opt_D = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0, 0.99), eps=1e-8)
+        opt_G = torch.optim.Adam(G.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
+        opt_D = torch.optim.Adam(D.parameters(), lr=0.0025, betas=(0.0, 0.99), eps=1e-8)
         real = torch.rand(batch, 3, res, res) * 2 - 1
         def phase(name, opt):
             def run():
@@ -186,19 +204,22 @@ def main(res_list, modes, batch, repeats, threads, profile, out, note, worker):
                   (['--profile'] if profile else [])
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT)
             if proc.returncode != 0:
-                raise click.ClickException(f'{mode} at {res} px failed:\n{proc.stderr[-3000:]}')
-            r = json.loads(proc.stdout.strip().splitlines()[-1])
-            runs.append(r)
-            print(f"{mode:8s} {res:4d}px: {r['images_per_sec']:.3f} img/s, {r['gflop_per_image']:.1f} GFLOP/img, "
-                  f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['fraction_of_sgemm']:.0f}% of sgemm "
-                  f"({r['sgemm_gflops']:.0f}), peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
-            if profile:
-                print(r['profile'])
-    data = dict(command='python3 ' + ' '.join([os.path.relpath(os.path.abspath(__file__), REPO_ROOT)] + sys.argv[1:]),
-                torch_version=torch.__version__, cpu_count=os.cpu_count(),
-                load_average=os.getloadavg(), date_utc=time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
-                note=note, runs=runs)
-    _write_json_atomic(out, data)
+                print(f'{mode} at {res} px failed:\n{proc.stderr[-3000:]}', file=sys.stderr)
+                runs.append(dict(res=res, mode=mode, error=proc.stderr[-3000:]))
+            else:
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+                runs.append(r)
+                print(f"{mode:8s} {res:4d}px: {r['images_per_sec']:.3f} img/s, {r['gflop_per_image']:.1f} GFLOP/img, "
+                      f"{r['achieved_gflops']:.1f} GFLOP/s = {100 * r['fraction_of_sgemm']:.0f}% of sgemm "
+                      f"({r['sgemm_gflops']:.0f}), peak RSS {r['peak_rss_gb']:.2f} GB", flush=True)
+                if profile:
+                    print(r['profile'])
+            # Written after every configuration, so a long run that is stopped keeps what it measured.
+            data = dict(command='python3 ' + ' '.join([os.path.relpath(os.path.abspath(__file__), REPO_ROOT)] + sys.argv[1:]),
+                        torch_version=torch.__version__, cpu_count=os.cpu_count(),
+                        load_average=os.getloadavg(), date_utc=time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
+                        note=note, runs=runs)
+            _write_json_atomic(out, data)
     print(f'wrote {out}')
 
 #----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ two or three full-size intermediates a chain of PyTorch ops would keep alive.
 
 import dataclasses
 import math
+import os
 from typing import Callable, Optional
 
 import torch
@@ -199,18 +200,107 @@ def _scale_grad(dy, mask, inside, pos, neg):
 
 #----------------------------------------------------------------------------
 
-_cuda_op_cache = []
+# The CUDA plugin. Its kernel (bias_act.h) computes, with z = x + b,
+#   order 0: clamp(gain * act(z))      order k: u * gain * act^(k)(z) * [|gain * act(z)| < clamp]
+# and the autograd nodes below get every order of gradient by calling it again.
+
+def _cuda_kernel():
+    """The plugin's kernel function, or None when the plugin cannot be built (one warning)."""
+    from .. import custom_ops  # pylint: disable=import-outside-toplevel
+    plugin = custom_ops.get_plugin('bias_act_plugin', sources=['bias_act.cpp', 'bias_act.cu'],
+                                   headers=['bias_act.h'], source_dir=os.path.dirname(__file__),
+                                   extra_cuda_cflags=['--use_fast_math'])
+    if plugin is None:
+        return None
+    def kernel(x, b, u, dim, act_idx, order, alpha, gain, clamp):
+        with torch.cuda.device(x.device):
+            return plugin.bias_act(x, b, u, dim, act_idx, order, alpha, gain, clamp,
+                                   torch.cuda.current_stream(x.device).cuda_stream)
+    return kernel
 
 def _cuda_op():
-    """The plugin-backed op (a callable) or None when the plugin is unavailable."""
-    if not _cuda_op_cache:
-        op = None
-        try:
-            from . import bias_act_cuda  # pylint: disable=import-outside-toplevel
-            op = bias_act_cuda.make_op()
-        except ImportError:
-            op = None
-        _cuda_op_cache.append(op)
-    return _cuda_op_cache[0]
+    """bias_act through the plugin (a callable like _bias_act_torch's caller), or None."""
+    kernel = _cuda_kernel()
+    if kernel is None:
+        return None
+    return lambda x, b, dim, act, alpha, gain, clamp: bias_act_by_kernel(kernel, x, b, dim, act, alpha, gain, clamp)
+
+def _act_derivative(z: torch.Tensor, act: str, alpha: float, order: int) -> torch.Tensor:
+    """d^order act / dz^order at z, by repeated autograd of the elementwise function (any order)."""
+    with torch.enable_grad():
+        z = z.detach().requires_grad_()
+        d = activation_funcs[act].func(z, alpha)
+        for _ in range(order):
+            if not d.requires_grad:  # constant: every further derivative is 0
+                return torch.zeros_like(z)
+            d, = torch.autograd.grad(d.sum(), z, create_graph=True, allow_unused=True)
+            if d is None:
+                return torch.zeros_like(z)
+    return d.detach()
+
+def reference_kernel(x, b, u, dim, act_idx, order, alpha, gain, clamp):
+    """The plugin kernel's contract in PyTorch (any order); tests drive the autograd glue with it."""
+    act = _act_name(act_idx)
+    z = x if b is None or b.numel() == 0 else x + b.reshape(_bias_shape(x, dim))
+    y = activation_funcs[act].func(z, alpha) * gain
+    if order == 0:
+        return y.clamp(-clamp, clamp) if clamp >= 0 else y
+    out = u * gain * _act_derivative(z, act, alpha, order)
+    return out * (y.abs() < clamp).to(out.dtype) if clamp >= 0 else out
+
+def _act_name(act_idx: int) -> str:
+    return next(name for name, spec in activation_funcs.items() if spec.cuda_idx == act_idx)
+
+def bias_act_by_kernel(kernel, x, b, dim, act, alpha, gain, clamp):
+    """bias_act through a kernel with the plugin's contract; differentiable to any order."""
+    spec = activation_funcs[act]
+    cfg = (kernel, dim, spec.cuda_idx, alpha, gain, clamp)
+    empty = x.new_empty([0])
+    return _KernelBiasAct.apply(x, b if b is not None else empty, cfg)
+
+def _run_kernel(cfg, x, b, u, order):
+    kernel, dim, act_idx, alpha, gain, clamp = cfg
+    if order <= 2:
+        return kernel(x, b, u, dim, act_idx, order, alpha, gain, clamp)
+    # Orders the kernel does not provide: the same contract, computed by PyTorch.
+    return reference_kernel(x, b, u, dim, act_idx, order, alpha, gain, clamp)
+
+def _sum_to_bias(t, b, dim):
+    return t.sum([i for i in range(t.ndim) if i != dim]) if b.numel() > 0 else None
+
+class _KernelBiasAct(torch.autograd.Function):
+    """y = kernel order 0; dy/dx * g = kernel order 1 applied to g."""
+
+    @staticmethod
+    def forward(ctx, x, b, cfg):  # pylint: disable=arguments-differ
+        ctx.cfg = cfg
+        ctx.save_for_backward(x, b)
+        return _run_kernel(cfg, x, b, x.new_empty([0]), 0)
+
+    @staticmethod
+    def backward(ctx, dy):  # pylint: disable=arguments-differ
+        x, b = ctx.saved_tensors
+        dx = _KernelDerivative.apply(dy, x, b, ctx.cfg, 1)
+        db = _sum_to_bias(dx, b, ctx.cfg[1]) if ctx.needs_input_grad[1] else None
+        return dx, db, None
+
+class _KernelDerivative(torch.autograd.Function):
+    """out = u * gain * act^(k)(x + b) * mask; linear in u, its x-derivative is order k + 1."""
+
+    @staticmethod
+    def forward(ctx, u, x, b, cfg, order):  # pylint: disable=arguments-differ
+        ctx.cfg, ctx.order = cfg, order
+        ctx.save_for_backward(u, x, b)
+        return _run_kernel(cfg, x, b, u.contiguous(), order)
+
+    @staticmethod
+    def backward(ctx, g):  # pylint: disable=arguments-differ
+        u, x, b = ctx.saved_tensors
+        du = _KernelDerivative.apply(g, x, b, ctx.cfg, ctx.order) if ctx.needs_input_grad[0] else None
+        dx = db = None
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            dx = _KernelDerivative.apply(g * u, x, b, ctx.cfg, ctx.order + 1)
+            db = _sum_to_bias(dx, b, ctx.cfg[1]) if ctx.needs_input_grad[2] else None
+        return du, dx, db, None, None
 
 #----------------------------------------------------------------------------

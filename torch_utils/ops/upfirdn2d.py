@@ -253,12 +253,65 @@ def downsample2d(x: torch.Tensor, f: Optional[torch.Tensor], down: Scaling = 2, 
 
 #----------------------------------------------------------------------------
 
-_cuda_op_cache: List = []
+# The CUDA plugin: one kernel (upfirdn2d.h) that correlates with 2-D taps. upfirdn2d is
+# linear in x, so its gradient is upfirdn2d again (the adjoint), which gives any order.
+
+def _cuda_kernel():
+    """The plugin's kernel function, or None when the plugin cannot be built (one warning)."""
+    import os  # pylint: disable=import-outside-toplevel
+    from .. import custom_ops  # pylint: disable=import-outside-toplevel
+    plugin = custom_ops.get_plugin('upfirdn2d_plugin', sources=['upfirdn2d.cpp', 'upfirdn2d.cu'],
+                                   headers=['upfirdn2d.h'], source_dir=os.path.dirname(__file__))
+    if plugin is None:
+        return None
+    def kernel(x, taps, upx, upy, downx, downy, px0, px1, py0, py1, gain):
+        with torch.cuda.device(x.device):
+            return plugin.upfirdn2d(x, taps.to(x.device), upx, upy, downx, downy, px0, px1, py0, py1, gain,
+                                    torch.cuda.current_stream(x.device).cuda_stream)
+    return kernel
 
 def _cuda_op():
-    """The plugin-backed op (a callable) or None when the plugin is unavailable."""
-    if not _cuda_op_cache:
-        _cuda_op_cache.append(None)
-    return _cuda_op_cache[0]
+    """upfirdn2d through the plugin (same arguments as _upfirdn2d_torch), or None."""
+    kernel = _cuda_kernel()
+    if kernel is None:
+        return None
+    return lambda x, f, up, down, padding, flip_filter, gain: upfirdn2d_by_kernel(kernel, x, f, up, down, padding,
+                                                                                 flip_filter, gain)
+
+def reference_kernel(x, f, upx, upy, downx, downy, px0, px1, py0, py1, gain):
+    """The plugin kernel's contract in PyTorch: correlation with the 2-D taps f [fh, fw]."""
+    return _upfirdn2d_torch(x, f.to(x.dtype), (upx, upy), (downx, downy), (px0, px1, py0, py1), True, gain)
+
+def upfirdn2d_by_kernel(kernel, x, f, up, down, padding, flip_filter, gain):
+    """upfirdn2d through a kernel with the plugin's contract; differentiable to any order."""
+    if f.ndim == 1:
+        f = torch.outer(f, f)
+    taps = (f if flip_filter else f.flip([0, 1])).to(torch.float32).contiguous()
+    return _KernelUpFirDn2d.apply(x, (kernel, taps, up, down, padding, gain))
+
+def _adjoint_cfg(cfg, in_h, in_w, out_h, out_w):
+    """Arguments of the upfirdn2d that is the adjoint (gradient) of the one cfg describes.
+
+    Per axis, out[o] = sum_k taps[k] xu[o*d + k - p0]; its adjoint zero-inserts by d,
+    correlates with the reversed taps after padding K - 1 - p0 in front, and keeps every
+    u-th sample, which needs (in - 1) * u + 1 samples: that fixes the back padding.
+    """
+    kernel, taps, (upx, upy), (downx, downy), (px0, px1, py0, py1), gain = cfg
+    fh, fw = taps.shape
+    pad = (fw - 1 - px0, (in_w - 1) * upx + 1 - out_w * downx + px0,
+           fh - 1 - py0, (in_h - 1) * upy + 1 - out_h * downy + py0)
+    return (kernel, taps.flip([0, 1]), (downx, downy), (upx, upy), pad, gain)
+
+class _KernelUpFirDn2d(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, cfg):  # pylint: disable=arguments-differ
+        kernel, taps, (upx, upy), (downx, downy), (px0, px1, py0, py1), gain = cfg
+        y = kernel(x, taps, upx, upy, downx, downy, px0, px1, py0, py1, gain)
+        ctx.adjoint = _adjoint_cfg(cfg, x.shape[2], x.shape[3], y.shape[2], y.shape[3])
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):  # pylint: disable=arguments-differ
+        return _KernelUpFirDn2d.apply(dy, ctx.adjoint), None
 
 #----------------------------------------------------------------------------
