@@ -200,3 +200,18 @@ def test_metrics_at_snapshots_are_reported_to_jsonl(tmp_path, data_dir):
     assert os.path.exists(tmp_path / 'curves.png')
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('n,batch,group', [(10, 4, 4), (10, 8, 4), (3, 4, 4), (12, 8, 4), (7, 2, 2), (9, 4, 1)])
+def test_d_diagnostic_chunks_cover_the_set_in_sizes_minibatch_std_accepts(n, batch, group):
+    from training.networks import Discriminator
+    from training.training_loop import _eval_chunks
+    D = Discriminator(c_dim=0, img_resolution=8, img_channels=1, channel_base=64, channel_max=8,
+                      epilogue_kwargs=dict(mbstd_group_size=group))
+    chunks = _eval_chunks(n, batch, D)
+    covered = [i for start, size in chunks for i in range(start, start + size)]
+    assert covered == list(range(n))  # Contiguous, in order, each image once.
+    for _, size in chunks:
+        assert size <= batch
+        D(torch.zeros([size, 1, 8, 8]), None)  # Raises if minibatch-std cannot group this size.

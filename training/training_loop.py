@@ -626,16 +626,15 @@ class TrainingRun:
         for key, dataset, indices in [('real_train', self.training_set, train_idx),
                                       ('real_holdout', self.holdout_set, list(range(n)))]:
             scores = []
-            for chunk in np.array_split(indices, max(1, -(-len(indices) // self.c.batch_gpu))):
-                img, c = zip(*[dataset[int(i)] for i in chunk])
+            for start, m in _eval_chunks(len(indices), self.c.batch_gpu, self.D):
+                img, c = zip(*[dataset[int(i)] for i in indices[start:start + m]])
                 img = torch.from_numpy(np.stack(img)).to(self.device).to(torch.float32) / 127.5 - 1
                 c = torch.from_numpy(np.stack(c)).to(self.device)
                 scores.append(self.D(img, c).flatten().cpu())
             results[key] = torch.cat(scores).mean()
         fakes = []
         with _eval_mode(self.G):
-            for start in range(0, n, self.c.batch_gpu):
-                m = min(self.c.batch_gpu, n - start)
+            for start, m in _eval_chunks(n, self.c.batch_gpu, self.D):
                 z = torch.randn([m, self.G.z_dim], generator=gen).to(self.device)
                 c = torch.from_numpy(np.stack([self.training_set.get_label(i % len(self.training_set))
                                                for i in train_idx[start:start + m]])).to(self.device)
@@ -735,6 +734,22 @@ class TrainingRun:
 # Buffers that legitimately differ between ranks: each rank tracks them on its own batches.
 _RANK_LOCAL_BUFFERS = r'.*\.(w_avg|v_real|v_fake|u_real|u_fake_d|u_fake_g|psi_real)'
 
+
+def _eval_chunks(n: int, batch: int, D: torch.nn.Module) -> List[Tuple[int, int]]:
+    """(start, size) chunks covering n images that D's minibatch-std layer accepts.
+
+    The layer needs each batch to be a multiple of its group size, or smaller than it (then the
+    whole batch is one group); batch (= batch_gpu) is already a multiple. A remainder such as
+    10 % 8 = 2 with group 4 is fine; 10 with group 4 becomes 8 + 2.
+    """
+    group = next((m.group_size for m in D.modules() if type(m).__name__ == 'MinibatchStdLayer'), None) or 1
+    sizes = [batch] * (n // batch)
+    rest = n % batch
+    sizes += [s for s in (rest - rest % group, rest % group) if s > 0]
+    starts = np.cumsum([0] + sizes[:-1]).tolist()
+    return list(zip(starts, sizes))
+
+#----------------------------------------------------------------------------
 
 def _has_p(module: Any) -> bool:
     return isinstance(getattr(module, 'p', None), torch.Tensor)
