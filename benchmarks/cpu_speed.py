@@ -26,6 +26,7 @@ the torch version and the machine's CPU count; `--out` chooses another file.
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -215,7 +216,7 @@ def main(res_list, modes, batch, repeats, threads, profile, out, note, worker):
                 if profile:
                     print(r['profile'])
             # Written after every configuration, so a long run that is stopped keeps what it measured.
-            data = dict(command='python3 ' + ' '.join([os.path.relpath(os.path.abspath(__file__), REPO_ROOT)] + sys.argv[1:]),
+            data = dict(command='python3 ' + shlex.join([os.path.relpath(os.path.abspath(__file__), REPO_ROOT)] + sys.argv[1:]),
                         torch_version=torch.__version__, cpu_count=os.cpu_count(),
                         load_average=os.getloadavg(), date_utc=time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime()),
                         note=note, runs=runs)
