@@ -181,7 +181,7 @@ def image_to_array(image: PIL.Image.Image) -> np.ndarray:
     elif mode not in ('L', 'RGB'):
         raise DatasetError(f'has colour mode {mode}; training needs L (grayscale) or RGB '
                            f'(dataset_tool.py converts it)')
-    array = np.asarray(image, dtype=np.uint8)
+    array = np.array(image, dtype=np.uint8)  # A writable copy: torch warns on read-only arrays.
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
     return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -33,6 +33,7 @@ import dnnlib
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils import training_stats
+from training.chain import chain_diagnostics, d_weight_grad_norm
 
 #----------------------------------------------------------------------------
 # Image grids (reals.png, fakes_init.png, fakes<kimg>.png), laid out as officially.
@@ -444,7 +445,7 @@ class TrainingRun:
         phase.module.requires_grad_(False)
         finite = self._reduce_gradients(phase.module)
         if phase.name in ('Dmain', 'Dboth'):
-            training_stats.report('Diag/D/grad_norm', _weight_grad_norm(self.D))
+            training_stats.report('Diag/D/grad_norm', d_weight_grad_norm(self.D))
         phase.opt.step()
         # CHAIN's p follows D's main steps, where the loss observed the real logits.
         if phase.name in ('Dmain', 'Dboth') and getattr(self.D, 'chain_controller', None) is not None:
@@ -774,18 +775,9 @@ def _describe_mismatch(report: dict) -> str:
     return '; '.join(parts)
 
 
-def _weight_grad_norm(D: torch.nn.Module) -> float:
-    try:
-        from training.chain import d_weight_grad_norm
-    except ImportError:
-        return float('nan')
-    return d_weight_grad_norm(D)
-
-
 def _chain_diagnostics(D: torch.nn.Module) -> Dict[str, float]:
     if getattr(D, 'chain_controller', None) is None:
         return {}
-    from training.chain import chain_diagnostics
     return chain_diagnostics(D)
 
 
