@@ -16,7 +16,6 @@ lock in the same directory is cleared under our lock for the same reason.)
 """
 
 import hashlib
-import importlib
 import os
 import shutil
 import socket
