@@ -361,9 +361,6 @@ def main(ctx, **kwargs):
         raise click.BadParameter(f'smoke runs and --num-gen runs are not benchmark results; write them outside the '
                                  f'repository, e.g. --results-dir=/tmp/fewshot-smoke (got {cfg.results_dir})',
                                  param_hint='--results-dir')
-    if cfg.holdout % 4 != 0:
-        log(f'Note: --holdout {cfg.holdout} is not a multiple of the minibatch-std group 4; training_loop must split the '
-            'held-out images into groups of 4 for the D diagnostics (see benchmarks/fewshot/README.md)')
     cfg.workdir = os.path.abspath(cfg.workdir or dnnlib.util.make_cache_dir_path(
         'fewshot-bench', f'{name}-{cfg.resolution}' + ('-smoke' if cfg.smoke else '')))
     cfg.detector = cfg.detector or default_detector()
