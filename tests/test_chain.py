@@ -21,8 +21,6 @@ from training.chain import (CHAIN_DEFAULTS, ChainController, ChainLayer, attach_
 
 EPS = 1e-5
 
-# One thread: on a shared, loaded CPU two threads per process make small convs ~40x slower.
-torch.set_num_threads(1)
 
 #----------------------------------------------------------------------------
 # Helpers.

@@ -17,8 +17,6 @@ from training.networks import Discriminator, Generator
 
 N = 4
 
-# One thread: on a shared, loaded CPU two threads per process make these small convs ~40x slower.
-torch.set_num_threads(1)
 
 #----------------------------------------------------------------------------
 # Helpers.

@@ -21,15 +21,6 @@ from training.networks import Conv2dLayer, Discriminator, Generator, MappingNetw
 #----------------------------------------------------------------------------
 # Helpers.
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """These tensors are tiny: on a shared, loaded CPU, OpenMP barriers between threads cost
-    far more than the work (a 30x slowdown measured with 2 threads), so run single-threaded."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 def tiny_G(c_dim=0, res=16, architecture='skip', **synthesis_kwargs) -> Generator:
     kwargs = dict(channel_base=128, channel_max=16, architecture=architecture)
     kwargs.update(synthesis_kwargs)

@@ -8,17 +8,6 @@ import torch
 from torch_utils.ops import bias_act
 
 #----------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops run fastest on one thread; on a shared, loaded CPU two OpenMP threads can be 100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-#----------------------------------------------------------------------------
 # Independent reference: each activation written out per element in plain Python math.
 
 def _act_scalar(v: float, act: str, alpha: float) -> float:

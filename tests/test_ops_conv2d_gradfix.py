@@ -7,17 +7,6 @@ from torch_utils.ops import conv2d_gradfix
 
 #----------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops run fastest on one thread; on a shared, loaded CPU two OpenMP threads can be 100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-#----------------------------------------------------------------------------
-
 @pytest.mark.parametrize('kw', [dict(), dict(stride=2, padding=1), dict(padding=[1, 0], dilation=2), dict(groups=2)])
 def test_conv2d_equals_torch_and_gradchecks(kw):
     torch.manual_seed(0)

@@ -8,17 +8,6 @@ import torch.nn.functional as F
 from torch_utils.ops import conv2d_resample, upfirdn2d
 
 #----------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops run fastest on one thread; on a shared, loaded CPU two OpenMP threads can be 100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-#----------------------------------------------------------------------------
 # Independent reference: numpy zero insertion and padding, scipy FIR, plain F.conv2d.
 
 def _fir(img: np.ndarray, f2: np.ndarray, flip_filter: bool) -> np.ndarray:

@@ -7,17 +7,6 @@ from torch_utils.ops import fma, grid_sample_gradfix
 
 #----------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops run fastest on one thread; on a shared, loaded CPU two OpenMP threads can be 100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-#----------------------------------------------------------------------------
-
 def _bilinear_ref(img: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Bilinear sampling, zero padding, align_corners=False, as a per-pixel loop."""
     N, C, H, W = img.shape

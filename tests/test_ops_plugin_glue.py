@@ -18,16 +18,6 @@ from torch_utils.ops import bias_act, upfirdn2d
 
 #----------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops run fastest on one thread; on a shared, loaded CPU two OpenMP threads can be 100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-#----------------------------------------------------------------------------
-
 @pytest.mark.parametrize('act', sorted(bias_act.activation_funcs))
 def test_bias_act_kernel_glue_matches_pytorch_to_third_order(act):
     torch.manual_seed(0)

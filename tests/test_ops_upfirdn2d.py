@@ -7,17 +7,6 @@ import torch
 from torch_utils.ops import upfirdn2d
 
 #----------------------------------------------------------------------------
-
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny ops run fastest on one thread; on a shared, loaded CPU two OpenMP threads can be 100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
-#----------------------------------------------------------------------------
 # Independent reference: scipy per axis, then the window that the padding selects.
 
 def _ref_1d(sig: np.ndarray, taps: np.ndarray, up: int, down: int, p0: int, p1: int, flip: bool) -> np.ndarray:
