@@ -33,8 +33,8 @@ import PIL.ImageOps
 from tqdm import tqdm
 
 import dnnlib
-from training.dataset import (BUILTIN_PREFIX, LABELS_FILE, DatasetError, DatasetFiles, format_problems,
-                              open_image, parse_labels, read_labels_json)
+from training.dataset import (BUILTIN_PREFIX, DECODE_ERRORS, LABELS_FILE, DatasetError, DatasetFiles,
+                              decode_error_reason, format_problems, open_image, parse_labels, read_labels_json)
 
 #----------------------------------------------------------------------------
 
@@ -282,10 +282,8 @@ def prescan(files: DatasetFiles) -> tuple[list[dnnlib.EasyDict], list[tuple[str,
                 if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                     width, height = height, width   # Rotated by 90 degrees once upright.
                 entries.append(dnnlib.EasyDict(name=name, width=width, height=height, gray=_is_gray(image)))
-        except PIL.UnidentifiedImageError:
-            skipped.append((name, 'not an image PIL can read (wrong extension, or not an image at all)'))
-        except (OSError, SyntaxError, ValueError, EOFError, zipfile.BadZipFile) as err:
-            skipped.append((name, f'truncated or corrupt ({err})'))
+        except DECODE_ERRORS + (zipfile.BadZipFile,) as err:
+            skipped.append((name, decode_error_reason(err)))
     return entries, skipped
 
 #----------------------------------------------------------------------------
@@ -446,10 +444,8 @@ def convert_image(data: bytes, mode: str, size: tuple[int, int], transform: Opti
     try:
         image = open_image(data)
         image.load()
-    except PIL.UnidentifiedImageError:
-        raise SkipImage('not an image PIL can read (wrong extension, or not an image at all)') from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise SkipImage(f'truncated or corrupt ({err})') from None
+    except DECODE_ERRORS as err:
+        raise SkipImage(decode_error_reason(err)) from None
     image = to_8bit_l_or_rgb(image, rgba, background, notes)
     if image.mode != mode:
         key = 'gray converted to RGB' if mode == 'RGB' else 'RGB converted to gray'

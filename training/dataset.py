@@ -188,15 +188,24 @@ def image_to_array(image: PIL.Image.Image) -> np.ndarray:
 
 #----------------------------------------------------------------------------
 
+# What PIL raises for a file it cannot decode (UnidentifiedImageError is one of the OSErrors).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
+def decode_error_reason(err: BaseException) -> str:
+    """Why an image file could not be decoded, worded for error lists and skip summaries."""
+    if isinstance(err, PIL.UnidentifiedImageError):
+        return 'not an image PIL can read (wrong extension, or not an image at all)'
+    return f'truncated or corrupt ({err})'
+
+
 def decode_image(data: bytes) -> np.ndarray:
     """Fully decode one image file's bytes to uint8 [C, H, W]; DatasetError with the reason if impossible."""
     try:
         image = open_image(data)
         image.load()
-    except PIL.UnidentifiedImageError:
-        raise DatasetError('is not an image PIL can read (wrong extension, or not an image at all)') from None
-    except (OSError, SyntaxError, ValueError, EOFError) as err:
-        raise DatasetError(f'is truncated or corrupt ({err})') from None
+    except DECODE_ERRORS as err:
+        raise DatasetError(f'is {decode_error_reason(err)}') from None
     return image_to_array(image)
 
 #----------------------------------------------------------------------------
