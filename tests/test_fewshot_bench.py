@@ -135,6 +135,32 @@ def test_report_names_a_reduced_fid_as_what_it_is():
     assert '## FID (fid5k_full)' in report.render_markdown([], dict(setup, fid_label='fid5k_full'), dict(samples={}))
 
 
+def test_report_only_reports_a_killed_benchmark_without_training(method_dir, tmp_path):
+    from click.testing import CliRunner
+    workdir = tmp_path
+    data_zip = workdir / 'data' / 'obama-32.zip'
+    data_zip.parent.mkdir()
+    import zipfile
+    with zipfile.ZipFile(data_zip, 'w') as z:
+        for i in range(3):
+            z.writestr(f'00000/img{i:08d}.png', b'')
+    args = ['--data', str(tmp_path / 'obama'), '--resolution', '32', '--methods', 'da_chain_running', '--kimg', '4',
+            '--points', '2', '--num-gen', '100', '--detector', 'det.pt', '--workdir', str(workdir),
+            '--results-dir', str(tmp_path / 'results'), '--date', '2000-01-01']
+    (tmp_path / 'obama').mkdir()
+    result = CliRunner().invoke(run.main, args + ['--report-only'])
+    assert result.exit_code != 0 and 'holds no benchmark' in result.output  # Nothing to report: no calibration run either.
+    config = dict(data=str(tmp_path / 'obama'), resolution=32, cbase=8192, cmax=128, map_depth=2, batch=16, seed=0,
+                  holdout=10, kimg=4.0, points=2, num_gen=100, detector='det.pt')
+    (workdir / 'benchmark.json').write_text(json.dumps(config))
+    result = CliRunner().invoke(run.main, args + ['--report-only'])
+    assert result.exit_code == 0, result.output
+    md = (tmp_path / 'results' / 'fewshot-2000-01-01.md').read_text()
+    assert '`--report-only`' in md and 'FID from 100 fakes vs all reals, not fid5k_full' in md
+    assert '| DA + CHAIN (running) | 4.000 |' in md
+    assert not (workdir / 'calibration').exists()
+
+
 def test_format_duration():
     assert report.format_duration(1234) == '20m 34s'
     assert report.format_duration(5000) == '1h 23m'

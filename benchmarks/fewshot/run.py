@@ -309,7 +309,11 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
     facts.append(f'Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, '
                  f'{cfg.jobs} run(s) at a time with {cfg.threads} thread(s) each; load average at the end '
                  f'{", ".join(f"{x:.1f}" for x in os.getloadavg())}')
-    facts.append(f'Benchmark wall time (this invocation): {report.format_duration(wall)}')
+    if cfg.report_only:
+        facts.append('Written by `--report-only` from what the workdir held: a run or point missing from the '
+                     'tables was not finished; the wall times are those of the runs')
+    else:
+        facts.append(f'Benchmark wall time (this invocation): {report.format_duration(wall)}')
     return facts
 
 #----------------------------------------------------------------------------
@@ -333,6 +337,7 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
 @click.option('--score-device', help='Device for calc_metrics.py and generate.py (training is on the CPU)', type=click.Choice(['cpu', 'cuda', 'auto']), default='cpu', show_default=True)
 @click.option('--jobs', help='Runs at a time (each gets cores/N threads)', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--resume', help='Continue the benchmark in --workdir: skip finished runs, continue killed ones', is_flag=True)
+@click.option('--report-only', help='Write the report from what --workdir holds now (no training or scoring; same options as the run)', is_flag=True)
 @click.option('--workdir', help='Runs, converted data, calibration [default: dnnlib cache dir/fewshot-bench/<data>-<res>]', metavar='DIR')
 @click.option('--results-dir', help=f'Where the report goes [default: {RESULTS_DIR}]', metavar='DIR')
 @click.option('--date', 'date', help='Date in the report name [default: today, UTC]', metavar='YYYY-MM-DD')
@@ -380,7 +385,10 @@ def main(ctx, **kwargs):
     import zipfile
     with zipfile.ZipFile(cfg.data_zip) as z:
         cfg.num_images = sum(1 for n in z.namelist() if n.lower().endswith('.png'))
-    check_resume(cfg, cfg.resume)
+    if cfg.report_only and not os.path.isfile(os.path.join(cfg.workdir, 'benchmark.json')):
+        raise click.ClickException(f'--report-only: {cfg.workdir} holds no benchmark (no benchmark.json); '
+                                   'give the --workdir (or the options) of the run to report')
+    check_resume(cfg, cfg.resume or cfg.report_only)
     calib = None
     calib_path = os.path.join(cfg.workdir, 'calibration.json')
     if cfg.kimg is not None and cfg.resume and os.path.isfile(calib_path):
@@ -402,8 +410,12 @@ def main(ctx, **kwargs):
         score_method(cfg, method, env)
         return sample_grid(cfg, method, env)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-        grids = dict(zip(methods, pool.map(one_method, methods)))
+    if cfg.report_only:  # E.g. after killing a benchmark that ran out of time: report what is there.
+        grids = {m: os.path.join(cfg.workdir, 'samples', m, 'grid.png') for m in methods}
+        grids = {m: path for m, path in grids.items() if os.path.isfile(path)}
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
+            grids = dict(zip(methods, pool.map(one_method, methods)))
 
     stem = f'fewshot-{cfg.date}'
     samples = {}
