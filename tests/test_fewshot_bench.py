@@ -161,6 +161,27 @@ def test_report_only_reports_a_killed_benchmark_without_training(method_dir, tmp
     assert not (workdir / 'calibration').exists()
 
 
+def test_scoring_takes_the_final_snapshot_first_and_skips_scored_ones(tmp_path, monkeypatch):
+    method_dir = tmp_path / 'runs' / 'da'
+    for run_name, kimgs in (('00000-obama-da', [0, 2]), ('00001-obama-da', [4, 6])):
+        (method_dir / run_name).mkdir(parents=True)
+        (method_dir / run_name / 'training_options.json').write_text('{}')
+        for k in kimgs:
+            (method_dir / run_name / f'network-snapshot-{k:06d}.pkl').write_bytes(str(k * 1000).encode())
+    _write_jsonl(str(method_dir / 'scores.jsonl'), [dict(kimg=2.0, fid=50.0)])
+    monkeypatch.setattr(run, 'snapshot_nimg', lambda path: int(open(path, 'rb').read()))
+    order = []
+    def fake_calc_metrics(cmd, log_path, env):
+        order.append(os.path.basename(cmd[2]))
+        return type('Completed', (), dict(stdout='{"results": {"fid5k_full": 1.0}}'))()
+    monkeypatch.setattr(run, 'run_logged', fake_calc_metrics)
+    cfg = run.dnnlib.EasyDict(workdir=str(tmp_path), batch=16, data_zip='d.zip', score_device='cpu', detector='x', num_gen=None)
+    run.score_method(cfg, 'da', {})
+    # 6 kimg (the end) first; 0 kimg (tick 0) and the already scored 2 kimg are skipped.
+    assert order == ['network-snapshot-000006.pkl', 'network-snapshot-000004.pkl']
+    assert [p[0] for p in report.fid_points(str(method_dir))] == [2.0, 4.0, 6.0]
+
+
 def test_format_duration():
     assert report.format_duration(1234) == '20m 34s'
     assert report.format_duration(5000) == '1h 23m'

@@ -151,30 +151,32 @@ def train_method(cfg: dnnlib.EasyDict, method: str, env: Dict[str, str]) -> None
 # Scoring and samples.
 
 def score_method(cfg: dnnlib.EasyDict, method: str, env: Dict[str, str]) -> None:
-    """fid5k_full of each point snapshot not yet in scores.jsonl (the tick-0 one is skipped)."""
+    """FID (fid5k_full, or from --num-gen fakes) of each point snapshot not yet in scores.jsonl
+    (the tick-0 one is skipped)."""
     method_dir = os.path.join(cfg.workdir, 'runs', method)
     scores_path = os.path.join(method_dir, 'scores.jsonl')
     done = {round(e['kimg'], 3) for e in report.read_jsonl(scores_path) if 'kimg' in e}
-    for run in report.run_segments(method_dir):
-        for fname in sorted(os.listdir(run)):
-            if not (fname.startswith('network-snapshot-') and fname.endswith('.pkl')):
-                continue
-            path = os.path.join(run, fname)
-            nimg = snapshot_nimg(path)
-            if nimg is None or nimg <= cfg.batch or round(nimg / 1000, 3) in done:
-                continue
-            log(f'{method}: {METRIC} of {fname} ({nimg / 1000:g} kimg)')
-            cmd = [sys.executable, 'calc_metrics.py', f'--network={path}', f'--metrics={METRIC}', f'--data={cfg.data_zip}',
-                   f'--device={cfg.score_device}', f'--detector={cfg.detector}', '--quiet']
-            if cfg.num_gen is not None:
-                cmd.append(f'--num-gen={cfg.num_gen}')
-            proc = run_logged(cmd, os.path.join(method_dir, 'harness-score.log'), env)
-            result = parse_metric_line(proc.stdout)
-            entry = dict(snapshot=os.path.relpath(path, method_dir), kimg=nimg / 1000, fid=result['results'][METRIC],
-                         num_gen=result.get('num_gen'), detector=cfg.detector, metric_sec=result.get('total_time'))
-            with open(scores_path, 'at') as f:
-                f.write(json.dumps(entry) + '\n')
-            done.add(round(nimg / 1000, 3))
+    paths = [os.path.join(run, fname) for run in report.run_segments(method_dir) for fname in sorted(os.listdir(run))
+             if fname.startswith('network-snapshot-') and fname.endswith('.pkl')]
+    # The final snapshot first: a benchmark stopped during scoring (then --report-only) still
+    # has every method's end point, the one number its table compares.
+    for path in paths[-1:] + paths[:-1]:
+        fname = os.path.basename(path)
+        nimg = snapshot_nimg(path)
+        if nimg is None or nimg <= cfg.batch or round(nimg / 1000, 3) in done:
+            continue
+        log(f'{method}: {METRIC} of {fname} ({nimg / 1000:g} kimg)')
+        cmd = [sys.executable, 'calc_metrics.py', f'--network={path}', f'--metrics={METRIC}', f'--data={cfg.data_zip}',
+               f'--device={cfg.score_device}', f'--detector={cfg.detector}', '--quiet']
+        if cfg.num_gen is not None:
+            cmd.append(f'--num-gen={cfg.num_gen}')
+        proc = run_logged(cmd, os.path.join(method_dir, 'harness-score.log'), env)
+        result = parse_metric_line(proc.stdout)
+        entry = dict(snapshot=os.path.relpath(path, method_dir), kimg=nimg / 1000, fid=result['results'][METRIC],
+                     num_gen=result.get('num_gen'), detector=cfg.detector, metric_sec=result.get('total_time'))
+        with open(scores_path, 'at') as f:
+            f.write(json.dumps(entry) + '\n')
+        done.add(round(nimg / 1000, 3))
 
 
 def parse_metric_line(stdout: str) -> dict:
