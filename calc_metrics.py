@@ -110,7 +110,8 @@ def run_metrics(rank: int, args: dnnlib.EasyDict) -> list:
         for metric in args.metrics:
             result = metric_main.calc_metric(metric, G=G, dataset_kwargs=args.dataset_kwargs, num_gpus=args.num_gpus,
                                              rank=rank, device=device, progress=args.verbose, detector=args.detector,
-                                             vgg_detector=args.vgg_detector, num_gen=args.num_gen)
+                                             vgg_detector=args.vgg_detector, num_gen=args.num_gen,
+                                             seed=args.seed)
             if rank == 0:
                 metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network)
             results.append(result)
@@ -126,10 +127,13 @@ def _spawned(rank: int, args: dnnlib.EasyDict) -> None:
 
 def calc_metrics(network: str, metrics: list, data: Optional[str] = None, mirror: Optional[bool] = None,
                  gpus: int = 1, device: str = 'auto', detector: str = 'auto', vgg_detector: str = 'auto',
-                 verbose: bool = True, num_gen: Optional[int] = None, rendezvous_timeout_s: float = 120) -> list:
+                 verbose: bool = True, num_gen: Optional[int] = None, rendezvous_timeout_s: float = 120,
+                 seed: int = 0) -> list:
     """Compute metrics of a network pickle; returns rank 0's result dicts (empty with gpus > 1,
     whose results are in the printed lines and the run dir's metric-*.jsonl). num_gen overrides
-    the metrics' number of fakes (recorded in the result as num_gen).
+    the metrics' number of fakes (recorded in the result as num_gen); seed picks the fakes'
+    latents (0, the default, gives every run the same fakes; recorded in the result when not 0),
+    so that repeating a metric with other seeds measures its sampling noise.
 
     Example:
         >>> calc_metrics('net.pkl', ['fid5k_full'], data='datasets/obama')  # doctest: +SKIP
@@ -162,7 +166,7 @@ def calc_metrics(network: str, metrics: list, data: Optional[str] = None, mirror
     args = dnnlib.EasyDict(network=network, metrics=list(metrics), dataset_kwargs=dataset_kwargs, num_gpus=gpus,
                            device_type=dev.type, detector=detector, vgg_detector=vgg_detector, verbose=verbose,
                            run_dir=find_run_dir(network), port=_free_port(), rendezvous_timeout_s=rendezvous_timeout_s,
-                           num_gen=num_gen)
+                           num_gen=num_gen, seed=seed)
     if verbose:
         print(f'Network: {network}\nData: {dataset_kwargs.path}\nMetrics: {", ".join(metrics)}\n'
               f'Detectors: {", ".join(detector_tags)}\nProcesses: {gpus} on {dev.type}')
@@ -186,7 +190,9 @@ def calc_metrics(network: str, metrics: list, data: Optional[str] = None, mirror
 @click.option('--verbose/--quiet', help='Progress bars and details', default=True, show_default=True)
 @click.option('--num-gen', help='Override the number of fakes (quick looks; the value is then not the named metric)',
               type=click.IntRange(min=2), metavar='INT')
-def main(network, metrics, data, mirror, gpus, device, detector, vgg_detector, verbose, num_gen):
+@click.option('--seed', help='Seed of the fakes\' latents (other seeds: the metric\'s sampling noise)',
+              type=click.IntRange(min=0), default=0, show_default=True)
+def main(network, metrics, data, mirror, gpus, device, detector, vgg_detector, verbose, num_gen, seed):
     """Calculate quality metrics of a network pickle.
 
     \b
@@ -199,7 +205,8 @@ def main(network, metrics, data, mirror, gpus, device, detector, vgg_detector, v
     except ValueError as err:
         raise click.BadParameter(str(err), param_hint='--metrics') from None
     try:
-        calc_metrics(network, metric_list, data, mirror, gpus, device, detector, vgg_detector, verbose, num_gen)
+        calc_metrics(network, metric_list, data, mirror, gpus, device, detector, vgg_detector, verbose, num_gen,
+                     seed=seed)
     except (ValueError, detectors.DetectorNotFound, FileNotFoundError, pickle.UnpicklingError) as err:
         raise click.ClickException(str(err)) from None
 

@@ -61,6 +61,8 @@ def calc_metric(metric: str, **kwargs) -> dnnlib.EasyDict:
     )
     if opts.num_gen is not None:
         result.num_gen = opts.num_gen # Recorded: an override makes the value differ from the named metric's.
+    if opts.seed != 0:
+        result.seed = opts.seed # Recorded: other fakes, so a value that differs by the metric's sampling noise.
     return result
 
 #----------------------------------------------------------------------------

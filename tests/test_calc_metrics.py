@@ -120,3 +120,17 @@ def test_two_gloo_processes_give_the_same_real_stats(setup):
     assert [e['num_gpus'] for e in entries] == [1, 2] and np.isfinite(entries[1]['results']['fid5k_full'])
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+
+def test_seed_option_draws_other_fakes_and_is_recorded(setup):
+    common = ['--network', setup.pkl, '--metrics', 'fid5k_full', '--num-gen', 8, '--detector', setup.det,
+              '--device', 'cpu', '--quiet']
+    for extra in [[], ['--seed', 0], ['--seed', 3]]:
+        res = run_cli(*common, *extra)
+        assert res.exit_code == 0, res.output
+    entries = [json.loads(line) for line in (setup.run_dir / 'metric-fid5k_full.jsonl').read_text().splitlines()]
+    fids = [e['results']['fid5k_full'] for e in entries]
+    assert fids[0] == fids[1] # The default is seed 0: the same fakes, the same value.
+    assert fids[2] != fids[0] and np.isfinite(fids[2]) # Other latents, other fakes.
+    assert 'seed' not in entries[0] and entries[2]['seed'] == 3
