@@ -3,6 +3,7 @@ report's numbers and files, method and budget arithmetic. No training happens he
 run directories are written by the test, in train.py's formats (DESIGN.md section 3)."""
 
 import json
+import math
 import os
 
 import click
@@ -180,6 +181,36 @@ def test_scoring_takes_the_final_snapshot_first_and_skips_scored_ones(tmp_path, 
     # 6 kimg (the end) first; 0 kimg (tick 0) and the already scored 2 kimg are skipped.
     assert order == ['network-snapshot-000006.pkl', 'network-snapshot-000004.pkl']
     assert [p[0] for p in report.fid_points(str(method_dir))] == [2.0, 4.0, 6.0]
+
+
+def test_noise_seeds_rescore_only_the_final_snapshot_and_stay_out_of_the_curve(tmp_path, monkeypatch):
+    method_dir = tmp_path / 'runs' / 'da'
+    (method_dir / '00000-obama-da').mkdir(parents=True)
+    for k in (1, 2):
+        (method_dir / '00000-obama-da' / f'network-snapshot-{k:06d}.pkl').write_bytes(str(k * 1000).encode())
+    _write_jsonl(str(method_dir / 'scores.jsonl'), [dict(kimg=2.0, fid=50.0), dict(kimg=1.0, fid=70.0)])
+    monkeypatch.setattr(run, 'snapshot_nimg', lambda path: int(open(path, 'rb').read()))
+    calls = []
+    def fake_calc_metrics(cmd, log_path, env):
+        seed = [int(a.split('=')[1]) for a in cmd if a.startswith('--seed=')]
+        calls.append((os.path.basename(cmd[2]), seed))
+        return type('Completed', (), dict(stdout='{"results": {"fid5k_full": %s}}' % (50.0 + 2 * seed[0])))()
+    monkeypatch.setattr(run, 'run_logged', fake_calc_metrics)
+    cfg = run.dnnlib.EasyDict(workdir=str(tmp_path), batch=16, data_zip='d.zip', score_device='cpu', detector='x',
+                              num_gen=None, noise_seeds=2)
+    run.score_method(cfg, 'da', {})
+    run.score_method(cfg, 'da', {})  # Everything scored: a second pass (a --resume) runs nothing.
+    assert calls == [('network-snapshot-000002.pkl', [1]), ('network-snapshot-000002.pkl', [2])]
+    assert report.fid_points(str(method_dir)) == [(1.0, 70.0), (2.0, 50.0)]  # Seed 0 only.
+    assert report.final_fids(str(method_dir)) == [50.0, 52.0, 54.0]
+    s = report.summarize_method(str(method_dir), 'da', 'DA')
+    assert s['final_fid_mean'] == pytest.approx(52.0) and s['final_fid_sd'] == pytest.approx(2.0)
+    assert '| DA | - | 70.00 | 50.00 | **50.00** (2) | 52.00 ± 2.00 (3) | 0m 00s |' in report.fid_table([s])
+    # Pooled over two groups: sum of squared deviations 8 + 2, over (3 - 1) + (2 - 1) dof.
+    sd, dof = report.pooled_sd([[50.0, 52.0, 54.0], [10.0, 12.0], [7.0]])
+    assert dof == 3 and sd == pytest.approx(math.sqrt(10 / 3))
+    assert 'pooled sd **2.00** (2 degrees of freedom)' in report.noise_sentence([s])
+    assert report.noise_sentence([dict(final_fids=[50.0])]) is None
 
 
 def test_format_duration():

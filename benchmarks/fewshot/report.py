@@ -117,19 +117,54 @@ def late_mean(points: Sequence[Tuple[float, float]], fraction: float = 0.5) -> O
 
 #----------------------------------------------------------------------------
 
-def fid_points(method_dir: str) -> List[Tuple[float, float]]:
-    """[(kimg, fid)] from scores.jsonl, sorted by kimg (a rescored snapshot: the last line wins)."""
-    by_kimg: Dict[float, float] = {}
+def _scores_by_seed(method_dir: str) -> Dict[int, Dict[float, float]]:
+    """{fake seed: {kimg: fid}} from scores.jsonl (no 'seed' key: seed 0; a rescored snapshot: the last line wins)."""
+    result: Dict[int, Dict[float, float]] = {}
     for entry in read_jsonl(os.path.join(method_dir, 'scores.jsonl')):
         if isinstance(entry.get('kimg'), (int, float)) and isinstance(entry.get('fid'), (int, float)):
-            by_kimg[round(float(entry['kimg']), 3)] = float(entry['fid'])
-    return sorted(by_kimg.items())
+            result.setdefault(int(entry.get('seed', 0)), {})[round(float(entry['kimg']), 3)] = float(entry['fid'])
+    return result
+
+
+def fid_points(method_dir: str) -> List[Tuple[float, float]]:
+    """[(kimg, fid)] of the fake seed 0 (every point's), sorted by kimg."""
+    return sorted(_scores_by_seed(method_dir).get(0, {}).items())
+
+
+def final_fids(method_dir: str) -> List[float]:
+    """The final point's FID under every fake seed it was scored with (seed 0 first)."""
+    scores = _scores_by_seed(method_dir)
+    if not scores.get(0):
+        return []
+    last = max(scores[0])
+    return [scores[seed][last] for seed in sorted(scores) if last in scores[seed]]
+
+
+def mean_sd(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
+    """(mean, sample standard deviation with n - 1); None where undefined."""
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def pooled_sd(groups: Sequence[Sequence[float]]) -> Tuple[Optional[float], int]:
+    """(pooled sample sd of several groups, its degrees of freedom sum(n_i - 1)): the FID's
+    sampling noise when each group is one snapshot scored with several fake seeds."""
+    dof = sum(len(g) - 1 for g in groups if len(g) >= 2)
+    if dof == 0:
+        return None, 0
+    squares = sum(sum((v - sum(g) / len(g)) ** 2 for v in g) for g in groups if len(g) >= 2)
+    return math.sqrt(squares / dof), dof
 
 
 def summarize_method(method_dir: str, name: str, label: str) -> Dict[str, Any]:
     """Everything the report says about one method, as plain JSON-able values."""
     history, wall = merged_stats(method_dir)
     fids = fid_points(method_dir)
+    finals = final_fids(method_dir)
     diag_series = {key: series(history, stat) for key, stat in DIAG_NAMES.items()}
     diag = {key: late_mean(points) for key, points in diag_series.items()}
     for key in ('real_train', 'real_holdout', 'fake'):
@@ -148,6 +183,9 @@ def summarize_method(method_dir: str, name: str, label: str) -> Dict[str, Any]:
         fid=fids,
         best_fid=best[1] if best else None,
         best_kimg=best[0] if best else None,
+        final_fids=finals,
+        final_fid_mean=mean_sd(finals)[0],
+        final_fid_sd=mean_sd(finals)[1],
         diag=diag,
         diag_series=diag_series,
     )
@@ -177,15 +215,32 @@ def point_columns(summaries: Sequence[dict]) -> List[float]:
 
 def fid_table(summaries: Sequence[dict]) -> List[str]:
     columns = point_columns(summaries)
-    head = ['method', 'kimg'] + [f'FID @ {k:g} kimg' for k in columns] + ['best FID (kimg)', 'wall time']
+    with_seeds = any(len(s.get('final_fids', [])) >= 2 for s in summaries)
+    head = ['method', 'kimg'] + [f'FID @ {k:g} kimg' for k in columns] + ['best FID (kimg)']
+    head += ['final FID over fake seeds: mean ± sd (n)'] if with_seeds else []
+    head += ['wall time']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for s in summaries:
         by_kimg = dict(s['fid'])
         cells = [s['label'], _fmt(s['kimg'], 3)] + [_fmt(by_kimg.get(k)) for k in columns]
-        best = '-' if s['best_fid'] is None else f"**{s['best_fid']:.2f}** ({s['best_kimg']:g})"
-        cells += [best, format_duration(s['wall_sec'])]
+        cells.append('-' if s['best_fid'] is None else f"**{s['best_fid']:.2f}** ({s['best_kimg']:g})")
+        if with_seeds:
+            n = len(s.get('final_fids', []))
+            cells.append('-' if n < 2 else f"{s['final_fid_mean']:.2f} ± {s['final_fid_sd']:.2f} ({n})")
+        cells.append(format_duration(s['wall_sec']))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return lines
+
+
+def noise_sentence(summaries: Sequence[dict]) -> Optional[str]:
+    """What the fake-seed rescoring says about the resolution of the FID table, or None without it."""
+    sd, dof = pooled_sd([s.get('final_fids', []) for s in summaries])
+    if sd is None:
+        return None
+    return (f'Sampling noise of one FID value (the final snapshots rescored with other fake seeds): pooled sd '
+            f'**{sd:.2f}** ({dof} degrees of freedom). Two single FIDs then differ by noise alone with sd '
+            f'{math.sqrt(2) * sd:.2f}; a difference under about {2 * math.sqrt(2) * sd:.1f} is not resolved. This '
+            'is the noise of the fakes only: the training run itself (its seed) varies more, and was not repeated.')
 
 
 def diag_table(summaries: Sequence[dict]) -> List[str]:
@@ -212,6 +267,9 @@ def render_markdown(summaries: Sequence[dict], setup: Dict[str, Any], files: Dic
                 '5,000 fakes; it only shows that the pipeline produces the report.', '']
     out += ['## Setup', ''] + [f'- {line}' for line in setup.get('facts', [])] + ['']
     out += [f"## FID ({setup.get('fid_label', 'fid5k_full')}) against kimg", ''] + fid_table(summaries) + ['']
+    noise = noise_sentence(summaries)
+    if noise:
+        out += [noise, '']
     if files.get('fid_plot'):
         out += [f"![FID against kimg]({files['fid_plot']})", '']
     out += ['## CHAIN diagnostics (stats.jsonl)', '',

