@@ -299,3 +299,30 @@ def test_gpu_check_script_parses_and_refuses_without_cuda():
     proc = subprocess.run(['bash', script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert 'no CUDA device is visible to PyTorch' in proc.stderr
+
+#----------------------------------------------------------------------------
+
+def test_grad_split_parts_are_reproducible_and_sum_to_the_whole():
+    import torch
+    from benchmarks.fewshot import grad_split
+    from training.diffaug import DiffAugment
+    from training.networks import Discriminator, Generator
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=128, channel_max=8)).eval()
+    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=8,
+                      chain_kwargs=dict(variant='running'), epilogue_kwargs=dict(mbstd_group_size=4))
+    D.chain_controller.p.fill_(0.5)  # Half the planes normalised: the masks matter.
+    reals, z = torch.rand([4, 3, 16, 16]) * 2 - 1, torch.randn([4, 8])
+    args = (G, D, DiffAugment(), reals, z)
+    total = grad_split.dmain_grad(*args, seed=7, zero_zmr=False)
+    assert torch.equal(total, grad_split.dmain_grad(*args, seed=7, zero_zmr=False))  # Same masks and draws.
+    assert not torch.equal(total, grad_split.dmain_grad(*args, seed=8, zero_zmr=False))
+    adversarial = grad_split.dmain_grad(*args, seed=7, zero_zmr=True)
+    assert float(D.chain_controller.lambda_0mr) == 20.0  # The caller's D is left as it was.
+    # The loss is adversarial + lambda * p * 0MR on identical draws, so the part that
+    # total - adversarial isolates must scale exactly with lambda.
+    D.chain_controller.lambda_0mr = 60.0
+    tripled = grad_split.dmain_grad(*args, seed=7, zero_zmr=False)
+    assert float((total - adversarial).norm()) > 0
+    torch.testing.assert_close(tripled - adversarial, 3 * (total - adversarial), rtol=1e-4, atol=1e-6)
