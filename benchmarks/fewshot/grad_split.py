@@ -110,7 +110,7 @@ def main(workdir, methods, batches, batch, date, results_dir):
     command = 'python3 benchmarks/fewshot/grad_split.py ' + shlex.join(sys.argv[1:])
     lines = [f'# D weight-gradient norm split, few-shot benchmark {date}', '', 'Command:', '', '```', command, '```', '',
              f'Final snapshot of each method (`{workdir}`), {batches} batches of {batch} (all {len(images)} images, '
-             f'DiffAugment as trained), D in training mode at its own CHAIN p; mean ± sd over the batches. '
+             f'each run\'s own augmentation, as trained), D in training mode at its own CHAIN p; mean ± sd over the batches. '
              f'torch {torch.__version__}, CPU.', '',
              '| method | CHAIN p | whole loss | adversarial only | 0MR only |', '|---|---|---|---|---|']
     for method, r in results.items():

@@ -240,7 +240,7 @@ def noise_sentence(summaries: Sequence[dict]) -> Optional[str]:
     return (f'Sampling noise of one FID value (the final snapshots rescored with other fake seeds): pooled sd '
             f'**{sd:.2f}** ({dof} degrees of freedom). Two single FIDs then differ by noise alone with sd '
             f'{math.sqrt(2) * sd:.2f}; a difference under about {2 * math.sqrt(2) * sd:.1f} is not resolved. This '
-            'is the noise of the fakes only: the training run itself (its seed) varies more, and was not repeated.')
+            'is the noise of the fakes only; how much a run varies with its training seed is not in it.')
 
 
 def diag_table(summaries: Sequence[dict]) -> List[str]:
