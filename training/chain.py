@@ -424,13 +424,17 @@ def chain_diagnostics(D: torch.nn.Module) -> Dict[str, float]:
 
 #----------------------------------------------------------------------------
 
+def d_weight_grads(D: torch.nn.Module) -> List[torch.Tensor]:
+    """The .grad of every D parameter named '*weight' that has one (detached), in parameter order."""
+    return [param.grad.detach() for name, param in D.named_parameters()
+        if name.endswith('weight') and param.grad is not None]
+
 def d_weight_grad_norm(D: torch.nn.Module) -> float:
-    """L2 norm over all D parameters named '*weight' of their .grad (0 where None).
+    """L2 norm of `d_weight_grads(D)` (0 where there are none).
 
     One host-device sync, however many parameters.
     """
-    squares = [param.grad.detach().float().square().sum() for name, param in D.named_parameters()
-        if name.endswith('weight') and param.grad is not None]
+    squares = [grad.float().square().sum() for grad in d_weight_grads(D)]
     return float(torch.stack(squares).sum().sqrt()) if squares else 0.0
 
 #----------------------------------------------------------------------------

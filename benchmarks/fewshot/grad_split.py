@@ -16,7 +16,6 @@ import json
 import os
 import pathlib
 import shlex
-import statistics
 import sys
 from typing import Dict, List
 
@@ -29,7 +28,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import dnnlib                                   # noqa: E402
 from benchmarks.fewshot import report           # noqa: E402
-from benchmarks.fewshot.run import RESULTS_DIR  # noqa: E402
+from benchmarks.fewshot.run import RESULTS_DIR, final_snapshot  # noqa: E402
+from training.chain import d_weight_grads         # noqa: E402
 from training.checkpoint import load_network_pkl  # noqa: E402
 from training.dataset import ImageFolderDataset  # noqa: E402
 from training.loss import StyleGAN2Loss         # noqa: E402
@@ -37,9 +37,8 @@ from training.loss import StyleGAN2Loss         # noqa: E402
 #----------------------------------------------------------------------------
 
 def flat_grad(D: torch.nn.Module) -> torch.Tensor:
-    """D's '*weight' gradients as one vector (the parameters d_weight_grad_norm sums over)."""
-    return torch.cat([p.grad.detach().flatten() for name, p in D.named_parameters()
-                      if name.endswith('weight') and p.grad is not None])
+    """D's weight gradients (those d_weight_grad_norm sums over) as one vector."""
+    return torch.cat([grad.flatten() for grad in d_weight_grads(D)])
 
 
 def dmain_grad(G, D, augment_pipe, reals: torch.Tensor, z: torch.Tensor, seed: int, zero_zmr: bool) -> torch.Tensor:
@@ -73,9 +72,10 @@ def split_method(snapshot: str, images: torch.Tensor, batches: int, batch: int) 
         rows['total'].append(float(total.norm()))
         rows['adversarial'].append(float(adversarial.norm()))
         rows['zmr'].append(float((total - adversarial).norm()))
-    return dict(snapshot=snapshot, p=None if controller is None else float(controller.p),
-                **{f'{k}_mean': statistics.mean(v) for k, v in rows.items()},
-                **{f'{k}_sd': statistics.stdev(v) if len(v) > 1 else None for k, v in rows.items()}, per_batch=rows)
+    result = dict(snapshot=snapshot, p=None if controller is None else float(controller.p), per_batch=rows)
+    for key, values in rows.items():
+        result[f'{key}_mean'], result[f'{key}_sd'] = report.mean_sd(values)
+    return result
 
 #----------------------------------------------------------------------------
 
@@ -98,11 +98,10 @@ def main(workdir, methods, batches, batch, date, results_dir):
     results = {}
     for method in methods.split(','):
         method_dir = os.path.join(workdir, 'runs', method)
-        snaps = [os.path.join(run, f) for run in report.run_segments(method_dir) for f in sorted(os.listdir(run))
-                 if f.startswith('network-snapshot-') and f.endswith('.pkl')]
-        if not snaps:
+        snapshot = final_snapshot(method_dir)
+        if snapshot is None:
             raise click.ClickException(f'{method_dir}: no snapshot; is the --workdir that of a finished benchmark?')
-        results[method] = split_method(snaps[-1], images, batches, batch)
+        results[method] = split_method(snapshot, images, batches, batch)
         r = results[method]
         print(f"{method}: p {r['p']}, total {r['total_mean']:.3f}, adversarial {r['adversarial_mean']:.3f}, "
               f"0MR {r['zmr_mean']:.3f}", flush=True)

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import statistics
 import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -144,10 +145,7 @@ def mean_sd(values: Sequence[float]) -> Tuple[Optional[float], Optional[float]]:
     """(mean, sample standard deviation with n - 1); None where undefined."""
     if not values:
         return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return statistics.mean(values), statistics.stdev(values) if len(values) >= 2 else None
 
 
 def pooled_sd(groups: Sequence[Sequence[float]]) -> Tuple[Optional[float], int]:
@@ -165,6 +163,7 @@ def summarize_method(method_dir: str, name: str, label: str) -> Dict[str, Any]:
     history, wall = merged_stats(method_dir)
     fids = fid_points(method_dir)
     finals = final_fids(method_dir)
+    final_mean, final_sd = mean_sd(finals)
     diag_series = {key: series(history, stat) for key, stat in DIAG_NAMES.items()}
     diag = {key: late_mean(points) for key, points in diag_series.items()}
     for key in ('real_train', 'real_holdout', 'fake'):
@@ -184,8 +183,8 @@ def summarize_method(method_dir: str, name: str, label: str) -> Dict[str, Any]:
         best_fid=best[1] if best else None,
         best_kimg=best[0] if best else None,
         final_fids=finals,
-        final_fid_mean=mean_sd(finals)[0],
-        final_fid_sd=mean_sd(finals)[1],
+        final_fid_mean=final_mean,
+        final_fid_sd=final_sd,
         diag=diag,
         diag_series=diag_series,
     )
